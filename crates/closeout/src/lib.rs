@@ -1,0 +1,108 @@
+//! Guaranteed, ordered, observable cleanup.
+//!
+//! Rust's `Drop` releases one value at a time: it cannot await, cannot time out, cannot order
+//! teardown across objects, and says nothing when a cleanup fails. closeout adds the rest: you
+//! register what you acquire, and it is released exactly once, in the right order, within a
+//! deadline, with a [`Report`] of what happened.
+//!
+//! Use closeout when…
+//! - a function or object owns several things to release, some async: a [`Scope`];
+//! - a service must shut down in dependency order, with per-step timeouts, concurrently where
+//!   possible, and tell you what failed or hung: a [`Registry`];
+//! - you want to see the teardown order before running it: a [`Plan`].
+//!
+//! # Scope: a stack of cleanups
+//!
+//! ```
+//! use closeout::Scope;
+//!
+//! let scope = Scope::new();
+//! scope.defer(|| println!("close the file"))?;
+//! scope.defer_async(async { /* flush over the network */ })?;
+//! let report = scope.close(); // runs both, last-in-first-out
+//! assert!(report.is_success());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Registry: a graph of named resources
+//!
+//! ```
+//! use closeout::{Category, Priority, Registry, Resource};
+//! use std::time::Duration;
+//!
+//! let registry = Registry::new();
+//! registry.register(Resource::new("log", || ()).category(Category::File))?;
+//! registry.register(Resource::new("pool", || ()).category(Category::Database).depends_on(["log"]))?;
+//! registry.register(
+//!     Resource::new("server", || ())
+//!         .category(Category::Network)
+//!         .priority(Priority::High)
+//!         .timeout(Duration::from_secs(5))
+//!         .depends_on(["pool"]),
+//! )?;
+//! assert_eq!(registry.plan().order(), ["server", "pool", "log"]);
+//! let report = registry.shutdown_blocking(); // server, then pool, then log
+//! assert!(report.is_success());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Design
+//!
+//! - **One engine, two faces.** [`Scope`] and [`Registry`] share the cleanup runner, the
+//!   [`Report`] and the error types. A scope is an anonymous, last-in-first-out registry kept as
+//!   lean as a vector of boxed closures.
+//! - **Dependencies point from user to used.** `A.depends_on(B)` means A uses B, so A is torn
+//!   down first and B outlives it, like systemd's stop order.
+//! - **Nothing is lost.** A failed, panicked or timed-out cleanup is reported with its error. A
+//!   rejected registration hands the resource back. What a deadline or `stop_on_error` skipped
+//!   stays registered for a later teardown.
+//! - **No hangs.** Timeouts abandon a cleanup instead of waiting on it; a teardown called from
+//!   inside one of its own cleanups returns instead of deadlocking; concurrent teardowns share
+//!   one run.
+//! - **Observable.** Every teardown is a `tracing` span; a [`Registry`] takes an observer for
+//!   lifecycle [`Event`]s; `Report` implements `Display` and, with the `serde` feature,
+//!   `Serialize`.
+//!
+//! # What cleanup cannot guarantee
+//!
+//! closeout runs cleanups from ordinary code paths, so it cannot run them when that code never
+//! runs:
+//! - `std::process::exit` and `std::process::abort` skip destructors and pending teardowns;
+//! - SIGKILL (and the OOM killer) stops the process without running anything;
+//! - `std::mem::forget` on a [`Scope`], or a reference cycle holding one, means its `Drop`
+//!   never runs;
+//! - a panic with `panic = "abort"` ends the process at once;
+//! - a sync cleanup without a timeout that blocks forever blocks its teardown: give it a
+//!   timeout and it runs on a helper thread that can be abandoned;
+//! - an abandoned (timed-out) sync cleanup keeps running on its detached thread until it
+//!   returns or the process exits.
+//!
+//! # Features
+//!
+//! - `serde`: `Serialize` for [`Report`], [`Plan`] and [`Stats`].
+//! - `full`: everything.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+mod observer;
+mod plan;
+mod registry;
+mod report;
+mod resource;
+mod runner;
+mod scope;
+
+pub use error::{BatchError, Error, RegisterError, Rejected};
+pub use observer::Event;
+pub use plan::{Phase, Plan, PlanStep};
+pub use registry::{Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions};
+pub use report::{CleanupError, Report, ReportEntry, SkipReason, Status, TeardownError, Totals};
+pub use resource::{BoxError, Category, IntoOutcome, MAX_TIMEOUT, Priority, Resource};
+pub use scope::{Handle, OwnedHandle, Scope};
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

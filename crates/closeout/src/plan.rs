@@ -1,0 +1,193 @@
+//! [`Plan`]: the order a teardown would follow, computed without running anything.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::registry::graph::{Graph, ReadyQueues};
+use crate::registry::state::State;
+use crate::report::SkipReason;
+use crate::resource::{Category, Priority};
+
+/// The teardown order a [`Registry`](crate::Registry) would follow: phases by effective
+/// priority, each a list of parallel groups.
+///
+/// A group holds resources that may run at the same time; group *n + 1* waits only for the
+/// dependents it actually has in earlier groups. (The engine is finer than groups: it starts each
+/// resource the moment its own dependents are done; groups are how to read it.)
+///
+/// # Examples
+///
+/// ```
+/// use closeout::{Priority, Registry, Resource};
+/// let registry = Registry::new();
+/// registry.register(Resource::new("db", || ()))?;
+/// registry.register(Resource::new("cache", || ()).priority(Priority::Low))?;
+/// registry.register(Resource::new("api", || ()).priority(Priority::High).depends_on(["db"]))?;
+/// let plan = registry.plan();
+/// // db is pulled into api's (High) phase, after api.
+/// assert_eq!(plan.order(), ["api", "db", "cache"]);
+/// assert_eq!(plan.phases().len(), 2);
+/// println!("{plan}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Plan {
+    phases: Vec<Phase>,
+    held: Vec<(String, SkipReason)>,
+}
+
+/// One priority phase of a [`Plan`].
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Phase {
+    /// The effective priority of every resource in it.
+    pub priority: Priority,
+    /// Groups in order; the members of a group may run concurrently.
+    pub groups: Vec<Vec<PlanStep>>,
+}
+
+/// One resource in a [`Plan`].
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct PlanStep {
+    /// Its id.
+    pub id: String,
+    /// Its category.
+    pub category: Category,
+    /// Its own priority (the phase is its effective priority).
+    pub priority: Priority,
+    /// Its timeout.
+    pub timeout: Option<Duration>,
+    /// Whether it is async.
+    pub is_async: bool,
+    /// Whether it is included only because it depends on a selected resource.
+    pub cascaded: bool,
+    /// What it waits for: ids of in-plan resources that depend on it.
+    pub after: Vec<String>,
+}
+
+impl Plan {
+    pub(crate) fn from_graph(st: &State, g: &Graph) -> Plan {
+        let nodes = &g.nodes;
+        // Dependents per node, to list what each step waits for.
+        let mut after: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
+        for (n, node) in nodes.iter().enumerate() {
+            for &m in &node.deps {
+                after[m as usize].push(n as u32);
+            }
+        }
+        let mut pending: Vec<u32> = nodes.iter().map(|n| n.pending).collect();
+        let mut level = vec![0usize; nodes.len()];
+        let mut queues = ReadyQueues::new(nodes);
+        let mut phases: Vec<Phase> = Vec::new();
+        for phase in 0..4u8 {
+            let mut groups: Vec<Vec<PlanStep>> = Vec::new();
+            while let Some(n) = queues.pop(phase) {
+                let node = &nodes[n as usize];
+                let slot = st.slot(node.sid).expect("graph built under the same lock");
+                let lvl = level[n as usize];
+                if groups.len() <= lvl {
+                    groups.resize_with(lvl + 1, Vec::new);
+                }
+                groups[lvl].push(PlanStep {
+                    id: slot.id.to_string(),
+                    category: st.categories[slot.category as usize].clone(),
+                    priority: slot.priority(),
+                    timeout: slot.timeout(),
+                    is_async: slot.cleanup.as_ref().is_some_and(|c| c.is_async()),
+                    cascaded: node.cascaded,
+                    after: after[n as usize]
+                        .iter()
+                        .filter_map(|&a| st.slot(nodes[a as usize].sid))
+                        .map(|s| s.id.to_string())
+                        .collect(),
+                });
+                for &m in &node.deps {
+                    let m = m as usize;
+                    pending[m] -= 1;
+                    // Same phase: one group later than its latest dependent.
+                    if nodes[m].phase == phase {
+                        level[m] = level[m].max(lvl + 1);
+                    }
+                    if pending[m] == 0 {
+                        queues.push(nodes[m].phase, nodes[m].key(m as u32));
+                    }
+                }
+            }
+            if !groups.is_empty() {
+                phases.push(Phase { priority: Priority::from_index(phase), groups });
+            }
+        }
+        let held = g
+            .held
+            .iter()
+            .filter_map(|(sid, why)| st.slot(*sid).map(|s| (s.id.to_string(), why.clone())))
+            .collect();
+        Plan { phases, held }
+    }
+
+    /// The phases, most urgent first.
+    pub fn phases(&self) -> &[Phase] {
+        &self.phases
+    }
+
+    /// Every id in the order a one-at-a-time teardown (`max_concurrency(1)`) would run them.
+    pub fn order(&self) -> Vec<&str> {
+        self.steps().map(|s| s.id.as_str()).collect()
+    }
+
+    /// Every step, phase by phase, group by group.
+    pub fn steps(&self) -> impl Iterator<Item = &PlanStep> {
+        self.phases.iter().flat_map(|p| p.groups.iter().flatten())
+    }
+
+    /// Selected resources that would be left registered, and why.
+    pub fn held(&self) -> &[(String, SkipReason)] {
+        &self.held
+    }
+
+    /// Number of resources the plan would tear down.
+    pub fn len(&self) -> usize {
+        self.steps().count()
+    }
+
+    /// Whether the plan tears nothing down.
+    pub fn is_empty(&self) -> bool {
+        self.phases.is_empty()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "teardown plan: {} resource(s) in {} phase(s)", self.len(), self.phases.len())?;
+        for (i, phase) in self.phases.iter().enumerate() {
+            writeln!(f, "phase {} ({}):", i + 1, phase.priority)?;
+            for (j, group) in phase.groups.iter().enumerate() {
+                writeln!(f, "  group {}{}:", j + 1, if group.len() > 1 { " (in parallel)" } else { "" })?;
+                for s in group {
+                    write!(f, "    {} [{}, {}", s.id, s.category, s.priority)?;
+                    if let Some(t) = s.timeout {
+                        write!(f, ", timeout {}", crate::report::fmt_duration(t))?;
+                    }
+                    if s.is_async {
+                        f.write_str(", async")?;
+                    }
+                    if s.cascaded {
+                        f.write_str(", cascaded")?;
+                    }
+                    f.write_str("]")?;
+                    if !s.after.is_empty() {
+                        write!(f, " after {}", s.after.join(", "))?;
+                    }
+                    writeln!(f)?;
+                }
+            }
+        }
+        for (id, why) in &self.held {
+            writeln!(f, "held back: {id} ({why})")?;
+        }
+        Ok(())
+    }
+}

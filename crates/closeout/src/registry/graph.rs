@@ -1,0 +1,225 @@
+//! Turns a [`Selection`] into the graph a teardown runs and a [`Plan`](crate::Plan) shows:
+//! which resources, which edges, which phase each is in, and what is held back.
+//!
+//! Rules (DESIGN.md, "Registry"):
+//! - `A depends on B`: A is torn down before B.
+//! - A subset pulls in everything that depends on a selected resource (cascade).
+//! - Excluded resources stay; so does everything they depend on, unless `force`.
+//! - Effective priority = min(own, effective priority of every dependency); it is the phase.
+//! - Inside a phase, ties go by own priority, then last registered first.
+
+use std::cmp::Reverse;
+
+use crate::registry::select::{Selection, TeardownOptions};
+use crate::registry::state::{SlotId, SlotState, State};
+use crate::report::SkipReason;
+
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// One resource in a teardown.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) sid: SlotId,
+    pub(crate) seq: u64,
+    pub(crate) priority: u8,
+    /// Effective priority: the phase this node runs in.
+    pub(crate) phase: u8,
+    pub(crate) cascaded: bool,
+    /// In-run dependencies (node indices): they start only after this node finishes.
+    pub(crate) deps: Vec<u32>,
+    /// In-run dependents not finished yet; the node may start at zero.
+    pub(crate) pending: u32,
+}
+
+impl Node {
+    /// Order inside a phase: larger key goes first (own priority, then last registered).
+    pub(crate) fn key(&self, idx: u32) -> (Reverse<u8>, u64, u32) {
+        (Reverse(self.priority), self.seq, idx)
+    }
+}
+
+/// The selected graph.
+pub(crate) struct Graph {
+    pub(crate) nodes: Vec<Node>,
+    /// Slot index -> node index, `NIL` when not in the run.
+    pub(crate) node_of: Vec<u32>,
+    /// Selected but held back, with why; they stay registered.
+    pub(crate) held: Vec<(SlotId, SkipReason)>,
+}
+
+fn matches(state: &State, idx: usize, sel: &Selection) -> bool {
+    let slot = &state.slots[idx];
+    match sel {
+        Selection::All => true,
+        Selection::Id(id) => &*slot.id == id.as_str(),
+        Selection::Ids(ids) => ids.iter().any(|id| &*slot.id == id.as_str()),
+        Selection::Category(c) => &state.categories[slot.category as usize] == c,
+        Selection::Tag(t) => slot.tags().iter().any(|x| x == t),
+    }
+}
+
+fn excluded(state: &State, idx: usize, opts: &TeardownOptions) -> bool {
+    let slot = &state.slots[idx];
+    opts.exclude_ids.iter().any(|id| &*slot.id == id.as_str())
+        || opts.exclude_categories.iter().any(|c| &state.categories[slot.category as usize] == c)
+}
+
+/// Current dependency edges of a slot, as slot indices.
+fn live_deps(state: &State, idx: usize) -> impl Iterator<Item = usize> + '_ {
+    state.slots[idx].deps().iter().filter(|&&sid| state.slot(sid).is_some()).map(|&(d, _)| d as usize)
+}
+
+/// Builds the graph for `sel` over the Registered slots of `state`.
+pub(crate) fn build(state: &State, sel: &Selection, opts: &TeardownOptions) -> Graph {
+    let n_slots = state.slots.len();
+    // 0 = out, 1 = selected, 2 = cascaded.
+    let mut mark = vec![0u8; n_slots];
+    for (i, slot) in state.slots.iter().enumerate() {
+        if slot.state == SlotState::Registered && matches(state, i, sel) {
+            mark[i] = 1;
+        }
+    }
+    let any_edges = state.slots.iter().any(|s| s.dependents > 0);
+    if !matches!(sel, Selection::All) && any_edges {
+        // Cascade: everything that (transitively) depends on a selected slot.
+        let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); n_slots];
+        for i in 0..n_slots {
+            if state.slots[i].state != SlotState::Vacant {
+                for d in live_deps(state, i) {
+                    dependents[d].push(i as u32);
+                }
+            }
+        }
+        let mut stack: Vec<usize> = (0..n_slots).filter(|&i| mark[i] == 1).collect();
+        while let Some(i) = stack.pop() {
+            for &a in &dependents[i] {
+                let a = a as usize;
+                if mark[a] == 0 && state.slots[a].state == SlotState::Registered {
+                    mark[a] = 2;
+                    stack.push(a);
+                }
+            }
+        }
+    }
+    let mut held = Vec::new();
+    let has_exclusions = !opts.exclude_ids.is_empty() || !opts.exclude_categories.is_empty();
+    if has_exclusions {
+        let mut remaining: Vec<usize> = Vec::new();
+        for (i, m) in mark.iter_mut().enumerate() {
+            if *m != 0 && excluded(state, i, opts) {
+                *m = 0;
+                remaining.push(i);
+            }
+        }
+        if !opts.force {
+            // What an excluded resource depends on must outlive it: hold it, transitively.
+            while let Some(r) = remaining.pop() {
+                for d in live_deps(state, r) {
+                    if mark[d] != 0 {
+                        mark[d] = 0;
+                        let reason =
+                            SkipReason::DependentRemains { dependent: state.slots[r].id.to_string() };
+                        held.push((state.slot_id(d as u32), reason));
+                        remaining.push(d);
+                    }
+                }
+            }
+        }
+    }
+
+    let mut node_of = vec![NIL; n_slots];
+    let mut nodes = Vec::new();
+    for (i, &m) in mark.iter().enumerate() {
+        if m != 0 {
+            let slot = &state.slots[i];
+            node_of[i] = nodes.len() as u32;
+            nodes.push(Node {
+                sid: state.slot_id(i as u32),
+                seq: slot.seq,
+                priority: slot.priority,
+                phase: slot.priority,
+                cascaded: m == 2,
+                deps: Vec::new(),
+                pending: 0,
+            });
+        }
+    }
+    if any_edges && !opts.force {
+        link(state, &mut nodes, &node_of);
+    }
+    Graph { nodes, node_of, held }
+}
+
+/// Adds in-run edges, pending counts and effective priorities.
+fn link(state: &State, nodes: &mut [Node], node_of: &[u32]) {
+    for n in 0..nodes.len() {
+        let idx = nodes[n].sid.0 as usize;
+        let deps: Vec<u32> = live_deps(state, idx).map(|d| node_of[d]).filter(|&m| m != NIL).collect();
+        for &m in &deps {
+            nodes[m as usize].pending += 1;
+        }
+        nodes[n].deps = deps;
+    }
+    // Effective priority, dependencies first (Kahn's order on the reversed edges).
+    let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
+    let mut missing: Vec<usize> = Vec::with_capacity(nodes.len());
+    for (n, node) in nodes.iter().enumerate() {
+        for &m in &node.deps {
+            dependents[m as usize].push(n as u32);
+        }
+        missing.push(node.deps.len());
+    }
+    let mut queue: Vec<u32> = (0..nodes.len() as u32).filter(|&n| missing[n as usize] == 0).collect();
+    while let Some(n) = queue.pop() {
+        let n = n as usize;
+        let eff = nodes[n].deps.iter().map(|&m| nodes[m as usize].phase).fold(nodes[n].priority, u8::min);
+        nodes[n].phase = eff;
+        for &a in &dependents[n] {
+            missing[a as usize] -= 1;
+            if missing[a as usize] == 0 {
+                queue.push(a);
+            }
+        }
+    }
+}
+
+/// Ready nodes of each phase: sorted initial batches plus a heap for nodes that become ready
+/// later, so a graph without edges is ordered by one sort and no heap traffic.
+pub(crate) struct ReadyQueues {
+    sorted: [Vec<(Reverse<u8>, u64, u32)>; 4],
+    heap: [std::collections::BinaryHeap<(Reverse<u8>, u64, u32)>; 4],
+}
+
+impl ReadyQueues {
+    pub(crate) fn new(nodes: &[Node]) -> ReadyQueues {
+        let mut sorted: [Vec<_>; 4] = Default::default();
+        for (i, n) in nodes.iter().enumerate() {
+            if n.pending == 0 {
+                sorted[n.phase as usize].push(n.key(i as u32));
+            }
+        }
+        for s in &mut sorted {
+            s.sort_unstable();
+        }
+        ReadyQueues { sorted, heap: Default::default() }
+    }
+
+    pub(crate) fn push(&mut self, phase: u8, key: (Reverse<u8>, u64, u32)) {
+        self.heap[phase as usize].push(key);
+    }
+
+    pub(crate) fn pop(&mut self, phase: u8) -> Option<u32> {
+        let p = phase as usize;
+        let from_heap = match (self.sorted[p].last(), self.heap[p].peek()) {
+            (Some(a), Some(b)) => b > a,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        let key = if from_heap { self.heap[p].pop() } else { self.sorted[p].pop() };
+        key.map(|k| k.2)
+    }
+
+    pub(crate) fn is_empty(&self, phase: u8) -> bool {
+        self.sorted[phase as usize].is_empty() && self.heap[phase as usize].is_empty()
+    }
+}

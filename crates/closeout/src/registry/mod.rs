@@ -1,0 +1,552 @@
+//! [`Registry`]: named resources torn down as a dependency graph, concurrently where independent.
+
+pub(crate) mod graph;
+mod select;
+pub(crate) mod state;
+mod stats;
+mod teardown;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use select::{Selection, TeardownOptions};
+pub use stats::{ResourceInfo, Stats};
+
+use crate::error::{BatchError, Error, RegisterError};
+use crate::observer::{Event, Observer, notify};
+use crate::plan::Plan;
+use crate::report::Report;
+use crate::resource::Resource;
+use state::{State, check_timeout};
+
+/// Named resources with categories, priorities, timeouts and dependencies, torn down as a graph.
+///
+/// `A.depends_on(B)` means A uses B, so **A is torn down before B**. Priority makes phases (all
+/// `Critical` first, then `High`, …); a resource's effective priority is the most urgent of its
+/// own and its dependencies', so dependents are pulled into their dependency's phase. Inside a
+/// phase, a resource starts the moment everything depending on it has finished; independent ones
+/// run concurrently up to `max_concurrency`, ties broken by priority, then last registered
+/// first. With `max_concurrency(1)` the order is fully deterministic. [`plan`](Registry::plan)
+/// shows the order without running anything.
+///
+/// Every cleanup runs at most once. Failures, panics and timeouts are reported, never
+/// propagated; the teardown carries on. A `Registry` is a cheap handle: clone it to share.
+///
+/// # Examples
+///
+/// ```
+/// use closeout::{Category, Priority, Registry, Resource};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = Registry::new();
+/// registry.register(Resource::new("log", || println!("log closed")).category(Category::File))?;
+/// registry.register(
+///     Resource::new_async("server", async { println!("server stopped") })
+///         .category(Category::Network)
+///         .timeout(Duration::from_secs(1))
+///         .depends_on(["log"]),
+/// )?;
+/// println!("{}", registry.plan());
+/// let report = registry.shutdown().await; // server, then log
+/// assert_eq!(report.entries()[0].id(), "server");
+/// report.into_result()?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// Registration validates everything first and hands the resource back on error
+/// ([`RegisterError`]): empty or duplicate id, unknown dependency, zero or absurd timeout,
+/// a full registry, or a shut-down one.
+///
+/// # Timeouts and the deadline
+///
+/// A cleanup past its timeout is abandoned and reported as timed out: an async one is dropped;
+/// a sync one with a timeout runs on a helper thread that is detached (it keeps running, but
+/// never holds up the teardown or the process exit). A sync cleanup **without** a timeout runs
+/// inline on the teardown's thread and cannot be interrupted. Past the overall deadline,
+/// whatever has not started stays registered and is reported as skipped, so a later teardown
+/// can retry it.
+///
+/// # Resource leaking
+///
+/// Dropping the last `Registry` handle does **not** run its cleanups: a registry outlives
+/// scopes and is torn down explicitly (or by process hooks). What is still registered at that
+/// point is dropped unrun, with a `tracing` warning naming how many.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    observer: Option<Observer>,
+    max_concurrency: usize,
+    deadline: Option<Duration>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No user code runs under this lock, so a poisoned lock's state is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Identifies this registry to the re-entrancy check.
+    fn owner(&self) -> usize {
+        self as *const Inner as usize
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if st.len > 0 {
+            tracing::warn!(
+                resources = st.len,
+                "closeout: Registry dropped with resources still registered; their cleanups will not run"
+            );
+        }
+    }
+}
+
+/// Configures a [`Registry`].
+///
+/// ```
+/// use closeout::Registry;
+/// use std::time::Duration;
+///
+/// let registry = Registry::builder()
+///     .max_resources(10_000)
+///     .max_concurrency(16)
+///     .default_timeout(Duration::from_secs(5))
+///     .deadline(Duration::from_secs(30))
+///     .build()?;
+/// # let _ = registry;
+/// # Ok::<(), closeout::Error>(())
+/// ```
+#[derive(Default)]
+pub struct RegistryBuilder {
+    max_resources: Option<usize>,
+    max_concurrency: Option<usize>,
+    default_timeout: Option<Duration>,
+    deadline: Option<Duration>,
+    observer: Option<Observer>,
+}
+
+impl RegistryBuilder {
+    /// At most `n` resources registered at once; past it registration fails with
+    /// [`Error::LimitReached`], so a runaway loop cannot exhaust memory. Default: unlimited.
+    #[must_use]
+    pub fn max_resources(mut self, n: usize) -> Self {
+        self.max_resources = Some(n);
+        self
+    }
+
+    /// At most `n` cleanups running at once. Default: unlimited.
+    #[must_use]
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some(n);
+        self
+    }
+
+    /// The timeout of resources registered without one. Note that it makes every sync cleanup
+    /// run on a helper thread (see "Timeouts" on [`Registry`]).
+    #[must_use]
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// The overall deadline of every teardown (a teardown's options may override it).
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Called with every lifecycle [`Event`]; see [`crate::Event`].
+    #[must_use]
+    pub fn observer<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Event<'_>) + Send + Sync + 'static,
+    {
+        self.observer = Some(Arc::new(f));
+        self
+    }
+
+    /// Builds the registry.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for `max_resources(0)` or `max_concurrency(0)`;
+    /// [`Error::ZeroTimeout`] or [`Error::TimeoutTooLong`] for a bad timeout or deadline.
+    pub fn build(self) -> Result<Registry, Error> {
+        if self.max_resources == Some(0) {
+            return Err(Error::InvalidConfig("max_resources must be at least 1"));
+        }
+        if self.max_concurrency == Some(0) {
+            return Err(Error::InvalidConfig("max_concurrency must be at least 1"));
+        }
+        if let Some(t) = self.default_timeout {
+            check_timeout("default_timeout", t)?;
+        }
+        if let Some(t) = self.deadline {
+            check_timeout("deadline", t)?;
+        }
+        let state = State::new(self.max_resources.unwrap_or(usize::MAX), self.default_timeout);
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                observer: self.observer,
+                max_concurrency: self.max_concurrency.unwrap_or(usize::MAX),
+                deadline: self.deadline,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("max_resources", &self.max_resources)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("default_timeout", &self.default_timeout)
+            .field("deadline", &self.deadline)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// A registry with default settings.
+    ///
+    /// ```
+    /// assert!(closeout::Registry::new().is_empty());
+    /// ```
+    pub fn new() -> Registry {
+        RegistryBuilder::default().build().unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+
+    /// Configures a registry.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.lock()
+    }
+
+    /// Registers a resource. While a teardown runs, a new registration is taken into that same
+    /// run (a subset teardown takes it when it depends on something being torn down).
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError`], holding the resource, for an empty or duplicate id, an unknown
+    /// dependency or one being torn down, a zero or too long timeout, a full registry, or one
+    /// that was shut down. Nothing is half-registered.
+    ///
+    /// ```
+    /// use closeout::{Error, Registry, Resource};
+    /// let registry = Registry::new();
+    /// let err = registry.register(Resource::new("a", || ()).depends_on(["nope"])).unwrap_err();
+    /// assert!(matches!(err.error(), Error::UnknownDependency { .. }));
+    /// assert!(registry.is_empty());
+    /// ```
+    pub fn register(&self, resource: Resource) -> Result<(), RegisterError> {
+        let sid = self.lock().register(resource)?;
+        self.announce(&[sid]);
+        Ok(())
+    }
+
+    /// Registers all or nothing. Entries may depend on earlier entries of the same batch.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError`] with the index of the first bad entry, its error, and every resource
+    /// handed back.
+    ///
+    /// ```
+    /// use closeout::{Registry, Resource};
+    /// let registry = Registry::new();
+    /// registry.register_batch(vec![
+    ///     Resource::new("pool", || ()),
+    ///     Resource::new("conn", || ()).depends_on(["pool"]),
+    /// ])?;
+    /// assert_eq!(registry.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register_batch(&self, resources: Vec<Resource>) -> Result<(), BatchError> {
+        let registered = self.lock().register_batch(resources);
+        match registered {
+            Ok(sids) => {
+                self.announce(&sids);
+                Ok(())
+            }
+            Err((index, error, resources)) => Err(BatchError::new(index, error, resources)),
+        }
+    }
+
+    fn announce(&self, sids: &[state::SlotId]) {
+        let Some(observer) = self.inner.observer.as_ref() else { return };
+        let infos: Vec<_> = {
+            let st = self.lock();
+            sids.iter()
+                .filter_map(|&sid| st.slot(sid))
+                .map(|s| (s.id.to_string(), st.categories[s.category as usize].clone(), s.priority()))
+                .collect()
+        };
+        for (id, category, priority) in &infos {
+            notify(Some(observer), Event::Registered { id, category, priority: *priority });
+        }
+    }
+
+    /// Adds the edge "`dependent` uses `dependency`" between two registered resources.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown id; [`Error::Cycle`] with the cycle's path if the edge
+    /// would close one; [`Error::Busy`] while a teardown runs.
+    ///
+    /// ```
+    /// use closeout::{Error, Registry, Resource};
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("a", || ()))?;
+    /// registry.register(Resource::new("b", || ()).depends_on(["a"]))?;
+    /// let err = registry.add_dependency("a", "b").unwrap_err();
+    /// assert_eq!(err, Error::Cycle(vec!["a".into(), "b".into(), "a".into()]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_dependency(&self, dependent: &str, dependency: &str) -> Result<(), Error> {
+        self.lock().add_dependency(dependent, dependency)
+    }
+
+    /// Removes a resource without running its cleanup and hands it back; `Ok(None)` if no
+    /// such resource is registered.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HasDependents`] naming what still depends on it (the graph stays whole);
+    /// [`Error::Busy`] if it is being torn down right now.
+    ///
+    /// ```
+    /// use closeout::{Registry, Resource};
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("a", || ()))?;
+    /// let back = registry.unregister("a")?.expect("was registered");
+    /// assert_eq!(back.id(), "a");
+    /// assert!(registry.unregister("a")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unregister(&self, id: &str) -> Result<Option<Resource>, Error> {
+        let resource = {
+            let mut st = self.lock();
+            let Some(idx) = st.find(id) else { return Ok(None) };
+            if st.slots[idx as usize].state == state::SlotState::Running {
+                return Err(Error::Busy(id.to_owned()));
+            }
+            if st.slots[idx as usize].dependents > 0 {
+                return Err(Error::HasDependents { id: id.to_owned(), dependents: st.dependents_of(idx) });
+            }
+            let slot = st.free(idx);
+            st.rebuild(slot)
+        };
+        notify(self.inner.observer.as_ref(), Event::Unregistered { id });
+        Ok(resource)
+    }
+
+    /// Forgets every resource that is not being torn down right now, without running anything,
+    /// and returns how many. Their cleanups are dropped.
+    ///
+    /// ```
+    /// use closeout::{Registry, Resource};
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("a", || panic!("never runs")))?;
+    /// assert_eq!(registry.clear(), 1);
+    /// assert!(registry.cleanup_all_blocking().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clear(&self) -> usize {
+        let removed: Vec<state::Slot> = {
+            let mut st = self.lock();
+            let live: Vec<u32> = (0..st.slots.len() as u32)
+                .filter(|&i| st.slots[i as usize].state == state::SlotState::Registered)
+                .collect();
+            live.into_iter().map(|i| st.free(i)).collect()
+        };
+        // Cleanups are dropped here, outside the lock: their destructors are user code.
+        for slot in &removed {
+            notify(self.inner.observer.as_ref(), Event::Unregistered { id: &slot.id });
+        }
+        removed.len()
+    }
+
+    /// Whether a resource with this id is registered (or being torn down).
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().find(id).is_some()
+    }
+
+    /// Number of resources registered (including those being torn down).
+    pub fn len(&self) -> usize {
+        self.lock().len
+    }
+
+    /// Whether nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether [`shutdown`](Registry::shutdown) was called: registration is refused for good.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Describes one resource.
+    ///
+    /// ```
+    /// use closeout::{Registry, Resource};
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("a", || ()).tag("t"))?;
+    /// assert_eq!(registry.info("a").unwrap().tags, ["t"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn info(&self, id: &str) -> Option<ResourceInfo> {
+        let st = self.lock();
+        let idx = st.find(id)?;
+        Some(ResourceInfo::of(&st, &st.slots[idx as usize]))
+    }
+
+    /// Counts by category and priority, and lifetime totals.
+    ///
+    /// ```
+    /// use closeout::{Category, Registry, Resource};
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("a", || ()).category(Category::File))?;
+    /// assert_eq!(registry.stats().by_category(&Category::File), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        Stats::of(&self.lock())
+    }
+
+    /// Resources registered longer ago than `older_than`, oldest first.
+    ///
+    /// ```
+    /// use closeout::{Registry, Resource};
+    /// use std::time::Duration;
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("a", || ()))?;
+    /// assert_eq!(registry.stale(Duration::ZERO).len(), 1);
+    /// assert!(registry.stale(Duration::from_secs(3600)).is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stale(&self, older_than: Duration) -> Vec<ResourceInfo> {
+        let st = self.lock();
+        let mut out: Vec<ResourceInfo> = st
+            .slots
+            .iter()
+            .filter(|s| s.state != state::SlotState::Vacant && st.age(s) >= older_than)
+            .map(|s| ResourceInfo::of(&st, s))
+            .collect();
+        out.sort_by_key(|info| std::cmp::Reverse(info.age));
+        out
+    }
+
+    /// The order [`cleanup_all`](Registry::cleanup_all) would follow, without running anything.
+    pub fn plan(&self) -> Plan {
+        self.plan_for(&Selection::All, &TeardownOptions::default())
+    }
+
+    /// The order a teardown of `selection` with `options` would follow.
+    ///
+    /// ```
+    /// use closeout::{Registry, Resource, Selection, TeardownOptions};
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("server", || ()))?;
+    /// registry.register(Resource::new("conn", || ()).depends_on(["server"]))?;
+    /// let plan = registry.plan_for(&Selection::id("server"), &TeardownOptions::new());
+    /// assert_eq!(plan.order(), ["conn", "server"]); // conn is cascaded in
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn plan_for(&self, selection: &Selection, options: &TeardownOptions) -> Plan {
+        let st = self.lock();
+        let g = graph::build(&st, selection, options);
+        Plan::from_graph(&st, &g)
+    }
+
+    /// Tears everything down and leaves the registry usable.
+    ///
+    /// Concurrent calls share one run and receive the same report. Called from inside one of
+    /// this registry's cleanups, it returns at once with an empty, re-entrant report (the outer
+    /// teardown covers everything).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future part way drops the cleanups that were running (reported as failed
+    /// to anyone who joined) and leaves the rest registered.
+    pub async fn cleanup_all(&self) -> Report {
+        self.teardown(Selection::All, TeardownOptions::default()).await
+    }
+
+    /// Refuses every later registration (handing the resource back), then tears everything
+    /// down. Registrations attempted during this teardown are refused too.
+    pub async fn shutdown(&self) -> Report {
+        teardown::teardown(&self.inner, Selection::All, TeardownOptions::default(), true).await
+    }
+
+    /// Tears down `selection` (plus everything that depends on it) with `options`.
+    ///
+    /// ```
+    /// use closeout::{Category, Registry, Resource, Selection, TeardownOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("db", || ()).category(Category::Database))?;
+    /// registry.register(Resource::new("file", || ()).category(Category::File))?;
+    /// let report = registry
+    ///     .teardown(Selection::Category(Category::Database), TeardownOptions::new())
+    ///     .await;
+    /// assert_eq!(report.len(), 1);
+    /// assert!(registry.contains("file"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn teardown(&self, selection: Selection, options: TeardownOptions) -> Report {
+        teardown::teardown(&self.inner, selection, options, false).await
+    }
+
+    /// [`cleanup_all`](Registry::cleanup_all) from sync code. Inline when every cleanup is
+    /// sync without timeout; otherwise on a tokio runtime (the current one through a helper
+    /// thread, or a temporary one).
+    pub fn cleanup_all_blocking(&self) -> Report {
+        self.teardown_blocking(Selection::All, TeardownOptions::default())
+    }
+
+    /// [`shutdown`](Registry::shutdown) from sync code.
+    pub fn shutdown_blocking(&self) -> Report {
+        teardown::teardown_blocking(&self.inner, Selection::All, TeardownOptions::default(), true)
+    }
+
+    /// [`teardown`](Registry::teardown) from sync code.
+    pub fn teardown_blocking(&self, selection: Selection, options: TeardownOptions) -> Report {
+        teardown::teardown_blocking(&self.inner, selection, options, false)
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Registry")
+            .field("resources", &st.len)
+            .field("closed", &st.closed)
+            .field("tearing_down", &st.active.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,141 @@
+//! What a teardown covers ([`Selection`]) and how it runs ([`TeardownOptions`]).
+
+use std::time::Duration;
+
+use crate::resource::Category;
+
+/// Which resources a teardown starts from. Whatever depends on a selected resource is torn down
+/// too, first (a foreground cascade), and marked as cascaded in the report.
+///
+/// ```
+/// use closeout::{Category, Selection};
+/// let by_id = Selection::id("db");
+/// let by_ids = Selection::ids(["a", "b"]);
+/// let by_cat = Selection::Category(Category::Network);
+/// let by_tag = Selection::tag("tenant-7");
+/// # let _ = (by_id, by_ids, by_cat, by_tag, Selection::All);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Selection {
+    /// Everything registered, including what is registered while the teardown runs.
+    #[default]
+    All,
+    /// One resource by id (ignored if not registered).
+    Id(String),
+    /// Several resources by id (those not registered are ignored).
+    Ids(Vec<String>),
+    /// Every resource of a category.
+    Category(Category),
+    /// Every resource with a tag.
+    Tag(String),
+}
+
+impl Selection {
+    /// One id.
+    pub fn id(id: impl Into<String>) -> Self {
+        Selection::Id(id.into())
+    }
+
+    /// Several ids.
+    pub fn ids<I, S>(ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Selection::Ids(ids.into_iter().map(Into::into).collect())
+    }
+
+    /// One tag.
+    pub fn tag(tag: impl Into<String>) -> Self {
+        Selection::Tag(tag.into())
+    }
+}
+
+/// How a teardown runs. The defaults continue past failures, respect dependency order, exclude
+/// nothing, and take concurrency and deadline from the registry.
+///
+/// ```
+/// use closeout::{Category, TeardownOptions};
+/// use std::time::Duration;
+///
+/// let opts = TeardownOptions::new()
+///     .stop_on_error(true)
+///     .exclude_id("audit-log")
+///     .exclude_category(Category::Database)
+///     .max_concurrency(4)
+///     .deadline(Duration::from_secs(10));
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TeardownOptions {
+    pub(crate) stop_on_error: bool,
+    pub(crate) force: bool,
+    pub(crate) exclude_ids: Vec<String>,
+    pub(crate) exclude_categories: Vec<Category>,
+    pub(crate) max_concurrency: Option<usize>,
+    pub(crate) deadline: Option<Duration>,
+}
+
+impl TeardownOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// After the first cleanup that fails, panics or times out, start nothing new: what is
+    /// running finishes, the rest is skipped and stays registered.
+    #[must_use]
+    pub fn stop_on_error(mut self, yes: bool) -> Self {
+        self.stop_on_error = yes;
+        self
+    }
+
+    /// Ignore dependency order: everything selected runs as if independent, by priority phase.
+    /// Dependents are still cascaded in, and excluded dependents no longer hold their
+    /// dependencies back.
+    #[must_use]
+    pub fn force(mut self, yes: bool) -> Self {
+        self.force = yes;
+        self
+    }
+
+    /// Leave this resource registered. Whatever it depends on must outlive it, so those are
+    /// skipped too unless `force` is set.
+    #[must_use]
+    pub fn exclude_id(mut self, id: impl Into<String>) -> Self {
+        self.exclude_ids.push(id.into());
+        self
+    }
+
+    /// Leave every resource of this category registered (and, unless `force`, what they
+    /// depend on).
+    #[must_use]
+    pub fn exclude_category(mut self, category: Category) -> Self {
+        self.exclude_categories.push(category);
+        self
+    }
+
+    /// At most `n` cleanups at once (overrides the registry's setting). `1` makes the order
+    /// fully deterministic. Zero is treated as one.
+    #[must_use]
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some(n.max(1));
+        self
+    }
+
+    /// Overall deadline for this teardown (overrides the registry's). What has not started by
+    /// then is skipped and stays registered; what is still running is abandoned and reported
+    /// as timed out.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Whether this run also satisfies a call asking for `other` on `other_sel`: only an
+    /// unfiltered full teardown covers other requests.
+    pub(crate) fn is_unfiltered(&self) -> bool {
+        self.exclude_ids.is_empty() && self.exclude_categories.is_empty() && !self.stop_on_error
+    }
+}

@@ -1,0 +1,558 @@
+//! The teardown engine: runs a [`Graph`] phase by phase, starting each resource as soon as every
+//! resource depending on it has finished, with bounded concurrency, timeouts and a deadline.
+//!
+//! # Invariants
+//!
+//! 1. Single flight: at most one run per registry (`State::active`). A concurrent call joins it
+//!    and receives the same report when the run covers its request, or waits for it to end and
+//!    then runs its own.
+//! 2. A cleanup is claimed (taken out of its slot) exactly once, under the state lock; from then
+//!    on only the run holds it. So a resource is cleaned at most once.
+//! 3. A node starts only when its phase is the current one and every in-run dependent has
+//!    finished (`pending == 0`). Not level by level: it starts the moment that holds.
+//! 4. No lock is held while user code runs (cleanups, observer).
+//! 5. A run ends only under the state lock with an empty inbox, so every registration made while
+//!    it ran was either taken into it or reported.
+//! 6. Whatever way a run ends, including its future being dropped, joiners receive a report and
+//!    `State::active` is cleared (`Run`'s `Drop`).
+//!
+//! # Lock order
+//!
+//! `Inner::state` alone. `RunShared::report` is only locked with `state` released.
+
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+use crate::observer::{Event, notify};
+use crate::registry::Inner;
+use crate::registry::graph::{self, Graph, NIL, Node, ReadyQueues};
+use crate::registry::select::{Selection, TeardownOptions};
+use crate::report::{CleanupError, Report, ReportEntry, SkipReason, Status};
+use crate::resource::Call;
+use crate::runner;
+
+/// One run, shared with the calls that join it.
+pub(crate) struct RunShared {
+    selection: Selection,
+    opts: TeardownOptions,
+    report: Mutex<Option<Report>>,
+    cv: Condvar,
+    notify: tokio::sync::Notify,
+}
+
+impl RunShared {
+    fn new(selection: Selection, opts: TeardownOptions) -> Arc<RunShared> {
+        Arc::new(RunShared {
+            selection,
+            opts,
+            report: Mutex::new(None),
+            cv: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Whether this run also does what a call for `sel` with `opts` asks (invariant 1).
+    fn covers(&self, sel: &Selection, opts: &TeardownOptions) -> bool {
+        (self.selection == *sel && self.opts == *opts)
+            || (self.selection == Selection::All && self.opts.is_unfiltered())
+    }
+
+    fn publish(&self, report: Report) {
+        *self.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        self.cv.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    fn get(&self) -> Option<Report> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn wait(&self) -> Report {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self.get() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    fn wait_blocking(&self) -> Report {
+        let mut guard = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = guard.as_ref() {
+                return r.clone();
+            }
+            guard = self.cv.wait(guard).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+enum Role {
+    Lead(Box<Run>),
+    Join(Arc<RunShared>),
+    Wait(Arc<RunShared>),
+}
+
+/// Decides under the lock whether this call leads a new run, joins, or waits (invariant 1).
+fn begin(inner: &Arc<Inner>, sel: &Selection, opts: &TeardownOptions, close: bool, mode: Mode) -> Role {
+    let mut st = inner.lock();
+    if close {
+        st.closed = true;
+    }
+    if let Some(run) = &st.active {
+        return if run.covers(sel, opts) { Role::Join(Arc::clone(run)) } else { Role::Wait(Arc::clone(run)) };
+    }
+    let graph = graph::build(&st, sel, opts);
+    let shared = RunShared::new(sel.clone(), opts.clone());
+    st.active = Some(Arc::clone(&shared));
+    st.run_active = true;
+    st.inbox.clear();
+    let mode = if mode == Mode::Blocking && st.needs_runtime == 0 { Mode::Inline } else { mode };
+    drop(st);
+    Role::Lead(Box::new(Run::new(Arc::clone(inner), shared, graph, sel, opts, mode)))
+}
+
+/// Tears down `sel`, awaiting async cleanups concurrently.
+pub(crate) async fn teardown(
+    inner: &Arc<Inner>,
+    sel: Selection,
+    opts: TeardownOptions,
+    close: bool,
+) -> Report {
+    if runner::is_reentrant(inner.owner()) {
+        return Report::reentrant();
+    }
+    loop {
+        match begin(inner, &sel, &opts, close, Mode::Async) {
+            Role::Lead(run) => return run.drive().await,
+            Role::Join(shared) => return shared.wait().await,
+            Role::Wait(shared) => {
+                shared.wait().await;
+            }
+        }
+    }
+}
+
+/// Tears down `sel` from sync code. Runs inline when nothing needs a runtime; otherwise drives
+/// the same engine on a runtime (see `runner::block_on`).
+pub(crate) fn teardown_blocking(
+    inner: &Arc<Inner>,
+    sel: Selection,
+    opts: TeardownOptions,
+    close: bool,
+) -> Report {
+    if runner::is_reentrant(inner.owner()) {
+        return Report::reentrant();
+    }
+    loop {
+        match begin(inner, &sel, &opts, close, Mode::Blocking) {
+            Role::Lead(run) => {
+                let shared = Arc::clone(&run.shared);
+                let result = if run.mode == Mode::Inline {
+                    // Inline mode never awaits anything pending, so one poll completes it.
+                    futures_util::FutureExt::now_or_never(run.drive())
+                } else {
+                    runner::block_on(run.drive())
+                        .inspect_err(|e| tracing::error!(error = %e, "closeout: no runtime for teardown"))
+                        .ok()
+                };
+                // If the run could not complete here, its Drop published what it did.
+                return result.unwrap_or_else(|| shared.wait_blocking());
+            }
+            Role::Join(shared) => return shared.wait_blocking(),
+            Role::Wait(shared) => {
+                shared.wait_blocking();
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Concurrent, on the caller's runtime (or one `block_on` made).
+    Async,
+    /// Requested from sync code; resolved to `Async` on a runtime, or `Inline`.
+    Blocking,
+    /// Everything inline on this thread; the rare cleanup that needs a runtime (registered
+    /// during the run) blocks on its own.
+    Inline,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeState {
+    Waiting,
+    Running,
+    Done,
+}
+
+type Running = FuturesUnordered<Pin<Box<dyn std::future::Future<Output = (u32, Status)> + Send>>>;
+
+struct Run {
+    inner: Arc<Inner>,
+    shared: Arc<RunShared>,
+    mode: Mode,
+    nodes: Vec<Node>,
+    node_state: Vec<NodeState>,
+    node_start: Vec<Duration>,
+    node_of: Vec<u32>,
+    held: Vec<(crate::registry::state::SlotId, SkipReason)>,
+    queues: ReadyQueues,
+    phase: u8,
+    full: bool,
+    stop_on_error: bool,
+    max_concurrency: usize,
+    start: Instant,
+    deadline_at: Option<Instant>,
+    halt: Option<SkipReason>,
+    inbox_dirty: bool,
+    entries: Vec<ReportEntry>,
+    finished: bool,
+}
+
+impl Run {
+    fn new(
+        inner: Arc<Inner>,
+        shared: Arc<RunShared>,
+        graph: Graph,
+        sel: &Selection,
+        opts: &TeardownOptions,
+        mode: Mode,
+    ) -> Run {
+        let Graph { nodes, node_of, held } = graph;
+        let start = Instant::now();
+        let deadline = opts.deadline.or(inner.deadline);
+        let n = nodes.len();
+        Run {
+            queues: ReadyQueues::new(&nodes),
+            node_state: vec![NodeState::Waiting; n],
+            node_start: vec![Duration::ZERO; n],
+            nodes,
+            node_of,
+            held,
+            phase: 0,
+            full: *sel == Selection::All,
+            stop_on_error: opts.stop_on_error,
+            max_concurrency: opts.max_concurrency.unwrap_or(inner.max_concurrency),
+            start,
+            deadline_at: deadline.map(|d| start + d),
+            halt: None,
+            inbox_dirty: false,
+            entries: Vec::with_capacity(n),
+            finished: false,
+            inner,
+            shared,
+            mode,
+        }
+    }
+
+    async fn drive(self) -> Report {
+        use tracing::Instrument;
+        let span = tracing::debug_span!("closeout.teardown", resources = self.nodes.len());
+        self.drive_in_span().instrument(span).await
+    }
+
+    async fn drive_in_span(mut self) -> Report {
+        notify(self.inner.observer.as_ref(), Event::TeardownStarted { resources: self.nodes.len() });
+        let mut running: Running = FuturesUnordered::new();
+        loop {
+            if self.inbox_dirty {
+                self.absorb();
+            }
+            self.start_ready(&mut running);
+            if running.is_empty() {
+                if self.halt.is_some() {
+                    break;
+                }
+                if !self.queues.is_empty(self.phase) || self.inbox_dirty {
+                    continue;
+                }
+                if self.phase < 3 {
+                    self.phase += 1;
+                    continue;
+                }
+                if self.try_end() {
+                    break;
+                }
+                continue;
+            }
+            match self.next_completion(&mut running).await {
+                Some((n, status)) => self.finish(n, status),
+                None => self.abandon(&mut running),
+            }
+        }
+        self.end()
+    }
+
+    /// Starts ready nodes of the current phase up to the concurrency bound. Sync cleanups
+    /// without a timeout run right here.
+    fn start_ready(&mut self, running: &mut Running) {
+        while self.halt.is_none() && running.len() < self.max_concurrency {
+            if self.deadline_at.is_some_and(|at| Instant::now() >= at) {
+                self.halt = Some(SkipReason::Deadline);
+                return;
+            }
+            let Some(n) = self.queues.pop(self.phase) else { return };
+            let claimed = {
+                let mut st = self.inner.lock();
+                self.inbox_dirty = !st.inbox.is_empty();
+                st.claim(self.nodes[n as usize].sid)
+            };
+            let Some((cleanup, timeout)) = claimed else {
+                // Unregistered or cleared since the run began: nothing to run or report.
+                self.release_deps(n);
+                continue;
+            };
+            self.node_state[n as usize] = NodeState::Running;
+            self.node_start[n as usize] = self.start.elapsed();
+            let owner = self.inner.owner();
+            if !runner::needs_runtime(&cleanup, timeout) {
+                let Call::Sync(f) = cleanup.into_call() else {
+                    unreachable!("needs_runtime is false only for sync")
+                };
+                let status = runner::run_inline(owner, f);
+                self.finish(n, status);
+            } else if self.mode == Mode::Inline {
+                let status = runner::block_on(runner::run(owner, cleanup, timeout))
+                    .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
+                self.finish(n, status);
+            } else {
+                running.push(Box::pin(async move { (n, runner::run(owner, cleanup, timeout).await) }));
+            }
+        }
+    }
+
+    /// The next finished cleanup, or `None` when the overall deadline passed first.
+    async fn next_completion(&self, running: &mut Running) -> Option<(u32, Status)> {
+        let Some(at) = self.deadline_at else { return running.next().await };
+        let sleep = std::pin::pin!(tokio::time::sleep_until(at.into()));
+        match futures_util::future::select(running.next(), sleep).await {
+            futures_util::future::Either::Left((done, _)) => done,
+            futures_util::future::Either::Right(_) => None,
+        }
+    }
+
+    /// The deadline passed: every running cleanup is dropped and reported as timed out.
+    fn abandon(&mut self, running: &mut Running) {
+        running.clear();
+        let now = self.start.elapsed();
+        for n in 0..self.nodes.len() as u32 {
+            if self.node_state[n as usize] == NodeState::Running {
+                let ran = now.saturating_sub(self.node_start[n as usize]);
+                self.finish(n, Status::TimedOut(ran));
+            }
+        }
+        self.halt = Some(SkipReason::Deadline);
+    }
+
+    /// Records a finished node, frees its slot and readies what it was holding back.
+    fn finish(&mut self, n: u32, status: Status) {
+        let duration = self.start.elapsed().saturating_sub(self.node_start[n as usize]);
+        self.node_state[n as usize] = NodeState::Done;
+        let (id, category) = {
+            let mut st = self.inner.lock();
+            let slot = st.free(self.nodes[n as usize].sid.0);
+            if status.is_ok() {
+                st.counters.cleaned += 1;
+            } else {
+                st.counters.failed += 1;
+            }
+            self.inbox_dirty = !st.inbox.is_empty();
+            (slot.id, st.categories[slot.category as usize].clone())
+        };
+        let observer = self.inner.observer.as_ref();
+        if status.is_ok() {
+            tracing::trace!(id = &*id, ?duration, "closeout: cleaned");
+            notify(observer, Event::Cleaned { id: &id, duration });
+        } else {
+            tracing::warn!(id = &*id, %status, "closeout: cleanup did not succeed");
+            notify(observer, Event::Failed { id: &id, status: &status });
+            if self.stop_on_error && self.halt.is_none() {
+                self.halt = Some(SkipReason::StoppedAfterError { failed: id.to_string() });
+            }
+        }
+        let node = &self.nodes[n as usize];
+        self.entries.push(ReportEntry {
+            id: id.into_string().into(),
+            seq: node.seq,
+            category,
+            priority: crate::resource::Priority::from_index(node.priority),
+            status,
+            cascaded: node.cascaded,
+            start: self.node_start[n as usize],
+            duration,
+        });
+        self.release_deps(n);
+    }
+
+    /// One dependent fewer for each of `n`'s dependencies (invariant 3).
+    fn release_deps(&mut self, n: u32) {
+        self.node_state[n as usize] = NodeState::Done;
+        for i in 0..self.nodes[n as usize].deps.len() {
+            let m = self.nodes[n as usize].deps[i];
+            let dep = &mut self.nodes[m as usize];
+            dep.pending -= 1;
+            if dep.pending == 0 && self.node_state[m as usize] == NodeState::Waiting {
+                self.queues.push(dep.phase.max(self.phase), dep.key(m));
+            }
+        }
+    }
+
+    /// Takes registrations made during the run into it: all of them for a full teardown;
+    /// otherwise those that depend on something this run has yet to tear down (cascade).
+    fn absorb(&mut self) {
+        let mut st = self.inner.lock();
+        self.inbox_dirty = false;
+        let inbox = std::mem::take(&mut st.inbox);
+        for sid in inbox {
+            let Some(slot) = st.slot(sid) else { continue };
+            let deps: Vec<u32> = slot
+                .deps()
+                .iter()
+                .filter_map(|&(d, g)| {
+                    let m = *self.node_of.get(d as usize)?;
+                    let ok = m != NIL
+                        && self.nodes[m as usize].sid == (d, g)
+                        && self.node_state[m as usize] == NodeState::Waiting;
+                    ok.then_some(m)
+                })
+                .collect();
+            if !self.full && deps.is_empty() {
+                continue;
+            }
+            let own = slot.priority;
+            let eff = deps.iter().map(|&m| self.nodes[m as usize].phase).fold(own, u8::min);
+            let n = self.nodes.len() as u32;
+            for &m in &deps {
+                self.nodes[m as usize].pending += 1;
+            }
+            let node = Node {
+                sid,
+                seq: slot.seq,
+                priority: own,
+                phase: eff.max(self.phase),
+                cascaded: !self.full,
+                deps,
+                pending: 0,
+            };
+            self.queues.push(node.phase, node.key(n));
+            if self.node_of.len() <= sid.0 as usize {
+                self.node_of.resize(sid.0 as usize + 1, NIL);
+            }
+            self.node_of[sid.0 as usize] = n;
+            self.nodes.push(node);
+            self.node_state.push(NodeState::Waiting);
+            self.node_start.push(Duration::ZERO);
+        }
+    }
+
+    /// Ends the run if nothing was registered meanwhile (invariant 5).
+    fn try_end(&mut self) -> bool {
+        let mut st = self.inner.lock();
+        if !st.inbox.is_empty() {
+            drop(st);
+            self.absorb();
+            return false;
+        }
+        st.run_active = false;
+        true
+    }
+
+    /// Assembles the report, clears the run and hands the report to every waiter.
+    fn end(mut self) -> Report {
+        self.finished = true;
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_by_key(|e| e.start);
+        {
+            let mut st = self.inner.lock();
+            st.run_active = false;
+            st.active = None;
+            let reason = self.halt.clone().unwrap_or(SkipReason::Deadline);
+            let mut skipped: Vec<(crate::registry::state::SlotId, SkipReason, bool)> = Vec::new();
+            for (i, node) in self.nodes.iter().enumerate() {
+                if self.node_state[i] == NodeState::Waiting {
+                    skipped.push((node.sid, reason.clone(), node.cascaded));
+                }
+            }
+            if self.full {
+                for sid in std::mem::take(&mut st.inbox) {
+                    skipped.push((sid, reason.clone(), false));
+                }
+            }
+            skipped.extend(self.held.drain(..).map(|(sid, r)| (sid, r, false)));
+            for (sid, why, cascaded) in skipped {
+                if let Some(slot) = st.slot(sid) {
+                    entries.push(ReportEntry {
+                        id: slot.id.to_string().into(),
+                        seq: slot.seq,
+                        category: st.categories[slot.category as usize].clone(),
+                        priority: slot.priority(),
+                        status: Status::Skipped(why),
+                        cascaded,
+                        start: Duration::ZERO,
+                        duration: Duration::ZERO,
+                    });
+                }
+            }
+        }
+        let report = Report { entries, duration: self.start.elapsed(), reentrant: false };
+        notify(self.inner.observer.as_ref(), Event::TeardownCompleted { report: &report });
+        tracing::debug!(totals = %report.totals(), "closeout: teardown completed");
+        self.shared.publish(report.clone());
+        report
+    }
+}
+
+impl Drop for Run {
+    /// The run's future was dropped part way (or could not be polled): running cleanups were
+    /// dropped with it and are reported as failed; unstarted ones stay registered and are
+    /// reported as skipped (invariant 6).
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let dropped = "teardown was cancelled (its future dropped) while this cleanup ran";
+        for n in 0..self.nodes.len() as u32 {
+            if self.node_state[n as usize] == NodeState::Running {
+                self.finish(n, Status::Failed(CleanupError::new(dropped.into())));
+            }
+        }
+        self.halt = Some(SkipReason::Cancelled);
+        let shared = Arc::clone(&self.shared);
+        let run = std::mem::replace(self, Run::placeholder(Arc::clone(&self.inner), shared));
+        run.end();
+    }
+}
+
+impl Run {
+    /// An inert, finished run, left behind when `Drop` moves the real one out to end it.
+    fn placeholder(inner: Arc<Inner>, shared: Arc<RunShared>) -> Run {
+        Run {
+            inner,
+            shared,
+            mode: Mode::Inline,
+            nodes: Vec::new(),
+            node_state: Vec::new(),
+            node_start: Vec::new(),
+            node_of: Vec::new(),
+            held: Vec::new(),
+            queues: ReadyQueues::new(&[]),
+            phase: 0,
+            full: false,
+            stop_on_error: false,
+            max_concurrency: 1,
+            start: Instant::now(),
+            deadline_at: None,
+            halt: None,
+            inbox_dirty: false,
+            entries: Vec::new(),
+            finished: true,
+        }
+    }
+}

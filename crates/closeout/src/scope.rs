@@ -1,0 +1,722 @@
+//! [`Scope`]: a stack of cleanup actions, released last-in-first-out.
+//!
+//! Like `defer` in Go or Python's `ExitStack`, but every action runs even when others fail or
+//! panic, async actions are awaited, and the outcome of each comes back in a [`Report`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::error::Rejected;
+use crate::report::{Report, ReportEntry, Status};
+use crate::resource::{Call, Category, Cleanup, IntoOutcome, Priority};
+use crate::runner;
+
+/// Marks the end of a list in the slab.
+const NIL: u32 = u32::MAX;
+
+/// A stack of cleanup actions, released last-in-first-out.
+///
+/// Dropping a scope releases it; [`close`](Scope::close) does the same and returns the
+/// [`Report`]. Every action runs even when an earlier one fails or panics; all errors are kept,
+/// in order. Releasing twice is a no-op. An action offered after release is handed back in a
+/// [`Rejected`] error, never run behind your back and never dropped.
+///
+/// # Examples
+///
+/// ```
+/// use closeout::Scope;
+///
+/// let scope = Scope::new();
+/// scope.defer(|| println!("runs second"))?;
+/// let handle = scope.defer(|| println!("never runs"))?;
+/// scope.defer(|| println!("runs first"))?;
+/// assert!(handle.cancel());
+/// let report = scope.close(); // cleanup happens here, last-in-first-out
+/// assert_eq!(report.len(), 2);
+/// assert!(report.is_success());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Building something in steps, all-or-nothing (the `ExitStack.pop_all` pattern):
+///
+/// ```
+/// use closeout::Scope;
+///
+/// fn open_both() -> Result<Scope, std::io::Error> {
+///     let mut scope = Scope::new();
+///     scope.defer(|| println!("close first"))?;
+///     std::fs::metadata(".")?; // if this fails, `scope` drops and closes "first"
+///     scope.defer(|| println!("close second"))?;
+///     Ok(scope.take()) // success: hand every action to the caller
+/// }
+/// let owned = open_both()?;
+/// assert_eq!(owned.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Async actions
+///
+/// [`defer_async`](Scope::defer_async) stores a future that release awaits in its place in the
+/// order. [`close_async`](Scope::close_async) awaits them properly. `Drop` cannot await, so a
+/// scope dropped with async actions still runs them, by blocking the dropping thread:
+///
+/// - without a tokio runtime on the thread, on a temporary current-thread runtime;
+/// - inside a multi-thread runtime, on a helper thread through the runtime's handle (its timers
+///   and I/O keep working);
+/// - inside a current-thread runtime, on a helper thread with a fresh runtime: futures that need
+///   I/O registered with the blocked runtime cannot progress, so release such scopes with
+///   `close_async().await` instead.
+///
+/// Each time `Drop` has to block for async actions it emits a `tracing` warning naming how many,
+/// and every failed action is logged at error level: nothing is silent.
+///
+/// # Resource leaking
+///
+/// Like every destructor, `Drop` does not run on `std::process::exit`, `abort`, SIGKILL or
+/// `mem::forget`; see the crate docs, section "What cleanup cannot guarantee".
+///
+/// # Comparison to `Registry`
+///
+/// A scope is anonymous and ordered only by position; a [`Registry`](crate::Registry) names its
+/// resources and orders them by dependencies and priority, concurrently, with timeouts. Both
+/// produce the same [`Report`].
+pub struct Scope {
+    shared: Arc<Shared>,
+    /// The entry in the parent scope that releases this child, if any.
+    parent: Option<OwnedHandle>,
+}
+
+struct Shared {
+    stack: Mutex<Stack>,
+}
+
+/// A doubly linked list threaded through a slab: push, cancel anywhere and pop are O(1), and
+/// cancelled slots are reused, so memory follows the live count.
+#[derive(Default)]
+struct Stack {
+    slots: Vec<Slot>,
+    tail: u32,
+    free: u32,
+    len: usize,
+    next_seq: u64,
+    released: bool,
+}
+
+struct Slot {
+    action: Option<Action>,
+    name: Cow<'static, str>,
+    seq: u64,
+    prev: u32,
+    next: u32,
+    generation: u32,
+}
+
+enum Action {
+    Cleanup(Cleanup),
+    Child(Arc<Shared>),
+}
+
+impl Stack {
+    fn new() -> Stack {
+        Stack { tail: NIL, free: NIL, ..Stack::default() }
+    }
+
+    fn push(&mut self, action: Action, name: Cow<'static, str>) -> (u32, u32) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let prev = self.tail;
+        let idx = if self.free != NIL {
+            let idx = self.free;
+            let slot = &mut self.slots[idx as usize];
+            self.free = slot.next;
+            slot.action = Some(action);
+            slot.name = name;
+            slot.seq = seq;
+            slot.prev = prev;
+            slot.next = NIL;
+            idx
+        } else {
+            let idx = u32::try_from(self.slots.len()).expect("more than 4 billion live actions");
+            self.slots.push(Slot { action: Some(action), name, seq, prev, next: NIL, generation: 0 });
+            idx
+        };
+        if prev != NIL {
+            self.slots[prev as usize].next = idx;
+        }
+        self.tail = idx;
+        self.len += 1;
+        (idx, self.slots[idx as usize].generation)
+    }
+
+    /// Unlinks a live slot and puts it on the free list.
+    fn remove(&mut self, idx: u32, generation: u32) -> Option<Action> {
+        let slot = self.slots.get_mut(idx as usize)?;
+        if slot.generation != generation || slot.action.is_none() {
+            return None;
+        }
+        let action = slot.action.take();
+        let (prev, next) = (slot.prev, slot.next);
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.name = Cow::Borrowed("");
+        slot.next = self.free;
+        self.free = idx;
+        if prev != NIL {
+            self.slots[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        self.len -= 1;
+        action
+    }
+
+    /// Marks released and hands every action out, last-in first.
+    fn drain_lifo(&mut self) -> Vec<(Action, Cow<'static, str>, u64)> {
+        self.released = true;
+        let mut out = Vec::with_capacity(self.len);
+        let mut idx = self.tail;
+        while idx != NIL {
+            let slot = &mut self.slots[idx as usize];
+            if let Some(action) = slot.action.take() {
+                out.push((action, std::mem::take(&mut slot.name), slot.seq));
+            }
+            idx = slot.prev;
+        }
+        *self = Stack { released: true, ..Stack::new() };
+        out
+    }
+}
+
+impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared { stack: Mutex::new(Stack::new()) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Stack> {
+        // No user code runs under this lock, so poisoning cannot leave it inconsistent.
+        self.stack.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether any waiting action, here or in a child scope, is async. Locks one scope at a
+    /// time, parent before child, and never two at once.
+    fn has_async(&self) -> bool {
+        let children: Vec<Arc<Shared>> = {
+            let st = self.lock();
+            let mut children = Vec::new();
+            for slot in &st.slots {
+                match &slot.action {
+                    Some(Action::Cleanup(c)) if c.is_async() => return true,
+                    Some(Action::Child(child)) => children.push(Arc::clone(child)),
+                    _ => {}
+                }
+            }
+            children
+        };
+        children.iter().any(|c| c.has_async())
+    }
+}
+
+fn entry(
+    name: Cow<'static, str>,
+    seq: u64,
+    status: Status,
+    start: Instant,
+    at: Instant,
+    end: Instant,
+) -> ReportEntry {
+    ReportEntry {
+        id: name,
+        seq,
+        category: Category::Custom(Cow::Borrowed("scope")),
+        priority: Priority::Medium,
+        status,
+        cascaded: false,
+        start: at - start,
+        duration: end - at,
+    }
+}
+
+/// Releases synchronously; async actions must not be present (checked by the caller).
+fn release_sync(shared: &Shared, start: Instant, out: &mut Vec<ReportEntry>) {
+    let actions = shared.lock().drain_lifo();
+    out.reserve(actions.len());
+    let mut at = Instant::now();
+    for (action, name, seq) in actions {
+        match action {
+            Action::Cleanup(c) => {
+                let status = match c.into_call() {
+                    Call::Sync(f) => runner::run_inline(0, f),
+                    // Only reachable if an async action was added to a child after the check:
+                    // run it through the blocking path rather than drop it.
+                    Call::Async(fut) => runner::block_on_status(fut),
+                };
+                let end = Instant::now();
+                out.push(entry(name, seq, status, start, at, end));
+                at = end;
+            }
+            Action::Child(child) => {
+                release_sync(&child, start, out);
+                at = Instant::now();
+            }
+        }
+    }
+}
+
+/// Releases, awaiting async actions in their place in the order.
+fn release_async<'a>(
+    shared: &'a Shared,
+    start: Instant,
+    out: &'a mut Vec<ReportEntry>,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let actions = shared.lock().drain_lifo();
+        for (action, name, seq) in actions {
+            match action {
+                Action::Cleanup(c) => {
+                    let at = Instant::now();
+                    let status = runner::run(0, c, None).await;
+                    out.push(entry(name, seq, status, start, at, Instant::now()));
+                }
+                Action::Child(child) => release_async(&child, start, out).await,
+            }
+        }
+    })
+}
+
+fn release_blocking(shared: &Arc<Shared>) -> Report {
+    let start = Instant::now();
+    let mut entries = Vec::new();
+    let needs_runtime = shared.has_async();
+    if needs_runtime {
+        let shared2 = Arc::clone(shared);
+        let result = runner::block_on(async move {
+            let mut entries = Vec::new();
+            release_async(&shared2, start, &mut entries).await;
+            entries
+        });
+        match result {
+            Ok(e) => entries = e,
+            Err(e) => {
+                tracing::error!(error = %e, "closeout: no runtime for async scope actions; running the sync ones");
+                release_sync(shared, start, &mut entries);
+            }
+        }
+    } else {
+        release_sync(shared, start, &mut entries);
+    }
+    Report { entries, duration: start.elapsed(), reentrant: false }
+}
+
+impl Scope {
+    /// An empty scope.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// assert!(scope.is_empty());
+    /// ```
+    pub fn new() -> Scope {
+        Scope { shared: Shared::new(), parent: None }
+    }
+
+    fn push(&self, action: Action, name: Cow<'static, str>) -> Result<Handle<'_>, Action> {
+        let mut st = self.shared.lock();
+        if st.released {
+            return Err(action);
+        }
+        let (idx, generation) = st.push(action, name);
+        Ok(Handle { shared: &self.shared, idx, generation })
+    }
+
+    /// Adds a sync action, run at release. It returns `()` or `Result<(), E>`.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] with the closure, unrun, if the scope was already released.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// scope.defer(|| std::fs::remove_file("/tmp/closeout-doc-nonexistent"))?;
+    /// let report = scope.close();
+    /// assert_eq!(report.totals().failed, 1); // the file did not exist; the error is kept
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer<F, R>(&self, f: F) -> Result<Handle<'_>, Rejected<F>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: IntoOutcome,
+    {
+        self.defer_named(Cow::Borrowed(""), f)
+    }
+
+    /// Like [`defer`](Scope::defer), with a name for the report.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] with the closure if the scope was already released.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// scope.defer_named("flush", || ())?;
+    /// assert_eq!(scope.close().entries()[0].id(), "flush");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer_named<F, R>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        f: F,
+    ) -> Result<Handle<'_>, Rejected<F>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: IntoOutcome,
+    {
+        let mut st = self.shared.lock();
+        if st.released {
+            return Err(Rejected::new(f));
+        }
+        let (idx, generation) = st.push(Action::Cleanup(Cleanup::from_fn(f)), name.into());
+        Ok(Handle { shared: &self.shared, idx, generation })
+    }
+
+    /// Adds an async action: a future awaited at release, in its place in the order.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] with the future, unpolled, if the scope was already released.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let scope = closeout::Scope::new();
+    /// scope.defer_async(async { tokio::task::yield_now().await })?;
+    /// let report = scope.close_async().await; // awaited here
+    /// assert!(report.is_success());
+    /// # Ok(()) }
+    /// ```
+    pub fn defer_async<Fut>(&self, fut: Fut) -> Result<Handle<'_>, Rejected<Fut>>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoOutcome,
+    {
+        self.defer_async_named(Cow::Borrowed(""), fut)
+    }
+
+    /// Like [`defer_async`](Scope::defer_async), with a name for the report.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] with the future if the scope was already released.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// scope.defer_async_named("drain", async {})?;
+    /// assert_eq!(scope.close().entries()[0].id(), "drain");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer_async_named<Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        fut: Fut,
+    ) -> Result<Handle<'_>, Rejected<Fut>>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoOutcome,
+    {
+        let mut st = self.shared.lock();
+        if st.released {
+            return Err(Rejected::new(fut));
+        }
+        let (idx, generation) = st.push(Action::Cleanup(Cleanup::from_future(fut)), name.into());
+        Ok(Handle { shared: &self.shared, idx, generation })
+    }
+
+    /// A child scope, released in this scope's order at the position it was created, before
+    /// this scope continues. Releasing the child earlier removes it from this scope.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] (holding nothing useful) if this scope was already released.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let parent = closeout::Scope::new();
+    /// let l = log.clone();
+    /// parent.defer(move || l.lock().unwrap().push("parent first-deferred"))?;
+    /// let child = parent.child()?;
+    /// let l = log.clone();
+    /// child.defer(move || l.lock().unwrap().push("child"))?;
+    /// let l = log.clone();
+    /// parent.defer(move || l.lock().unwrap().push("parent last-deferred"))?;
+    /// parent.close();
+    /// assert_eq!(*log.lock().unwrap(), ["parent last-deferred", "child", "parent first-deferred"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn child(&self) -> Result<Scope, Rejected<()>> {
+        let child = Shared::new();
+        let handle =
+            self.push(Action::Child(Arc::clone(&child)), Cow::Borrowed("")).map_err(|_| Rejected::new(()))?;
+        Ok(Scope { shared: child, parent: Some(handle.into_owned()) })
+    }
+
+    /// Moves every action into a new scope and leaves this one empty and usable: build up in a
+    /// local scope, then hand everything to the owner on success.
+    ///
+    /// Handles keep working: they follow their actions into the returned scope. The returned
+    /// scope is independent (it has no parent); this scope keeps its place in its parent.
+    ///
+    /// ```
+    /// let mut scope = closeout::Scope::new();
+    /// let h = scope.defer(|| ())?;
+    /// let owned = scope.take();
+    /// assert!(scope.is_empty());
+    /// assert_eq!(owned.len(), 1);
+    /// assert!(h.cancel()); // still refers to the action, now in `owned`
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn take(&mut self) -> Scope {
+        let fresh = Shared::new();
+        let taken = std::mem::replace(&mut self.shared, fresh);
+        if let Some(link) = self.parent.take() {
+            let parent = Arc::clone(&link.shared);
+            link.cancel();
+            let mut st = parent.lock();
+            if !st.released {
+                let (idx, generation) = st.push(Action::Child(Arc::clone(&self.shared)), Cow::Borrowed(""));
+                self.parent = Some(OwnedHandle { shared: Arc::clone(&parent), idx, generation });
+            }
+        }
+        Scope { shared: taken, parent: None }
+    }
+
+    /// Number of actions waiting (a child scope counts as one).
+    pub fn len(&self) -> usize {
+        self.shared.lock().len
+    }
+
+    /// Whether no action is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the scope was released; further actions are rejected.
+    pub fn is_released(&self) -> bool {
+        self.shared.lock().released
+    }
+
+    /// Runs every action now, last-in-first-out, blocking on async ones (see "Async actions"),
+    /// and returns what happened. A second call returns an empty report.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// scope.defer(|| ())?;
+    /// assert_eq!(scope.release().len(), 1);
+    /// assert!(scope.release().is_empty()); // idempotent
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn release(&self) -> Report {
+        let report = release_blocking(&self.shared);
+        self.unlink();
+        report
+    }
+
+    /// Like [`release`](Scope::release), awaiting async actions instead of blocking.
+    ///
+    /// # Cancel safety
+    ///
+    /// Actions are taken out of the scope when this future is first polled; dropping it part way
+    /// drops the actions that had not run yet.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let scope = closeout::Scope::new();
+    /// scope.defer_async(async {})?;
+    /// assert_eq!(scope.release_async().await.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn release_async(&self) -> Report {
+        let start = Instant::now();
+        let mut entries = Vec::new();
+        release_async(&self.shared, start, &mut entries).await;
+        self.unlink();
+        Report { entries, duration: start.elapsed(), reentrant: false }
+    }
+
+    /// Releases and consumes the scope, so nothing can be added afterwards.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// scope.defer(|| ())?;
+    /// assert!(scope.close().is_success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(self) -> Report {
+        self.release()
+    }
+
+    /// Releases and consumes the scope, awaiting async actions.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let scope = closeout::Scope::new();
+    /// let report = scope.close_async().await;
+    /// assert!(report.is_empty());
+    /// # }
+    /// ```
+    pub async fn close_async(self) -> Report {
+        self.release_async().await
+    }
+
+    /// A released child no longer needs its parent's entry.
+    fn unlink(&self) {
+        if let Some(link) = &self.parent {
+            link.cancel_ref();
+        }
+    }
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope::new()
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let pending = {
+            let st = self.shared.lock();
+            if st.released {
+                drop(st);
+                return self.unlink();
+            }
+            st.len
+        };
+        if self.shared.has_async() {
+            tracing::warn!(
+                pending,
+                "closeout: Scope dropped with async actions; blocking this thread to run them (use close_async to await)"
+            );
+        }
+        let report = self.release();
+        for e in report.failures() {
+            tracing::error!(action = e.id(), seq = e.seq, status = %e.status(), "closeout: scope action failed on drop");
+        }
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.shared.lock();
+        f.debug_struct("Scope")
+            .field("pending", &st.len)
+            .field("released", &st.released)
+            .field("is_child", &self.parent.is_some())
+            .finish()
+    }
+}
+
+/// Refers to one deferred action, borrowed from its scope; [`cancel`](Handle::cancel) removes
+/// it unrun. [`into_owned`](Handle::into_owned) makes a `'static` handle.
+///
+/// A handle costs nothing to create or drop: it is a reference and two integers.
+pub struct Handle<'a> {
+    shared: &'a Arc<Shared>,
+    idx: u32,
+    generation: u32,
+}
+
+impl Handle<'_> {
+    /// Removes the action without running it. True if it was still waiting; false if it ran,
+    /// was cancelled already, or the scope was released. O(1), in any order.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// let h = scope.defer(|| unreachable!())?;
+    /// assert!(h.cancel());
+    /// assert!(scope.close().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cancel(self) -> bool {
+        self.shared.lock().remove(self.idx, self.generation).is_some()
+    }
+
+    /// A handle that owns a reference to the scope's state, to keep in a struct or send to
+    /// another task.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// let h = scope.defer(|| ())?.into_owned();
+    /// std::thread::spawn(move || assert!(h.cancel())).join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_owned(self) -> OwnedHandle {
+        OwnedHandle { shared: Arc::clone(self.shared), idx: self.idx, generation: self.generation }
+    }
+}
+
+impl fmt::Debug for Handle<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("slot", &self.idx).field("generation", &self.generation).finish()
+    }
+}
+
+/// A [`Handle`] that owns a reference to its scope's state: `'static`, `Send`, `Sync`.
+pub struct OwnedHandle {
+    shared: Arc<Shared>,
+    idx: u32,
+    generation: u32,
+}
+
+impl OwnedHandle {
+    /// Removes the action without running it; see [`Handle::cancel`].
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// let h = scope.defer(|| ())?.into_owned();
+    /// drop(scope); // the action runs here
+    /// assert!(!h.cancel()); // too late: it already ran
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cancel(self) -> bool {
+        self.cancel_ref()
+    }
+
+    fn cancel_ref(&self) -> bool {
+        self.shared.lock().remove(self.idx, self.generation).is_some()
+    }
+}
+
+impl fmt::Debug for OwnedHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedHandle").field("slot", &self.idx).field("generation", &self.generation).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slab_reuses_cancelled_slots_and_keeps_order() {
+        let mut st = Stack::new();
+        let noop = || Action::Cleanup(Cleanup::from_fn(|| ()));
+        let a = st.push(noop(), "a".into());
+        let b = st.push(noop(), "b".into());
+        let c = st.push(noop(), "c".into());
+        assert!(st.remove(b.0, b.1).is_some());
+        assert!(st.remove(b.0, b.1).is_none(), "stale generation");
+        let d = st.push(noop(), "d".into());
+        assert_eq!(d.0, b.0, "slot reused");
+        assert_ne!(d.1, b.1, "generation bumped");
+        assert_eq!(st.slots.len(), 3);
+        let names: Vec<_> = st.drain_lifo().into_iter().map(|(_, n, _)| n).collect();
+        assert_eq!(names, ["d", "c", "a"]);
+        let _ = (a, c);
+    }
+}
