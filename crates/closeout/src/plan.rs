@@ -24,9 +24,13 @@ use crate::resource::{Category, Priority};
 /// registry.register(Resource::new("cache", || ()).priority(Priority::Low))?;
 /// registry.register(Resource::new("api", || ()).priority(Priority::High).depends_on(["db"]))?;
 /// let plan = registry.plan();
-/// // db is pulled into api's (High) phase, after api.
+/// // api (High) goes first, in its own phase; db keeps its Medium phase.
 /// assert_eq!(plan.order(), ["api", "db", "cache"]);
-/// assert_eq!(plan.phases().len(), 2);
+/// assert_eq!(plan.phases().len(), 3);
+/// // A Low resource that uses a Critical one is pulled forward into the Critical phase.
+/// registry.register(Resource::new("audit", || ()).priority(Priority::Critical))?;
+/// registry.register(Resource::new("exporter", || ()).priority(Priority::Low).depends_on(["audit"]))?;
+/// assert_eq!(registry.plan().order(), ["exporter", "audit", "api", "db", "cache"]);
 /// println!("{plan}");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

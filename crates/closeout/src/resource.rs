@@ -550,11 +550,16 @@ impl Resource {
     /// let r = closeout::Resource::new("x", || Err::<(), _>(std::io::Error::other("boom")));
     /// assert!(r.run_now().is_err());
     /// ```
-    pub fn run_now(self) -> Result<(), BoxError> {
-        match self.cleanup.into_call() {
+    ///
+    /// # Errors
+    ///
+    /// The cleanup's own error, or the failure to build a runtime for an async cleanup.
+    pub fn run_now(self) -> Result<(), crate::CleanupError> {
+        let outcome = match self.cleanup.into_call() {
             Call::Sync(f) => f.call(),
-            Call::Async(fut) => crate::runner::block_on(fut)?,
-        }
+            Call::Async(fut) => crate::runner::block_on(fut).unwrap_or_else(|e| Err(Box::new(e))),
+        };
+        outcome.map_err(crate::CleanupError::new)
     }
 }
 

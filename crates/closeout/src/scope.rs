@@ -45,7 +45,7 @@ const NIL: u32 = u32::MAX;
 /// ```
 /// use closeout::Scope;
 ///
-/// fn open_both() -> Result<Scope, std::io::Error> {
+/// fn open_both() -> Result<Scope, Box<dyn std::error::Error>> {
 ///     let mut scope = Scope::new();
 ///     scope.defer(|| println!("close first"))?;
 ///     std::fs::metadata(".")?; // if this fails, `scope` drops and closes "first"
@@ -471,7 +471,7 @@ impl Scope {
     ///
     /// ```
     /// let mut scope = closeout::Scope::new();
-    /// let h = scope.defer(|| ())?;
+    /// let h = scope.defer(|| ())?.into_owned();
     /// let owned = scope.take();
     /// assert!(scope.is_empty());
     /// assert_eq!(owned.len(), 1);
@@ -637,7 +637,7 @@ impl Handle<'_> {
     ///
     /// ```
     /// let scope = closeout::Scope::new();
-    /// let h = scope.defer(|| unreachable!())?;
+    /// let h = scope.defer(|| -> () { unreachable!() })?;
     /// assert!(h.cancel());
     /// assert!(scope.close().is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())

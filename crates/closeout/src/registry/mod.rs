@@ -36,7 +36,7 @@ use state::{State, check_timeout};
 /// # Examples
 ///
 /// ```
-/// use closeout::{Category, Priority, Registry, Resource};
+/// use closeout::{Category, Registry, Resource};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -363,7 +363,7 @@ impl Registry {
     /// ```
     /// use closeout::{Registry, Resource};
     /// let registry = Registry::new();
-    /// registry.register(Resource::new("a", || panic!("never runs")))?;
+    /// registry.register(Resource::new("a", || -> () { panic!("never runs") }))?;
     /// assert_eq!(registry.clear(), 1);
     /// assert!(registry.cleanup_all_blocking().is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// An ordered record of what ran, shared with cleanups.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    pub fn new() -> Log {
+        Log::default()
+    }
+
+    pub fn push(&self, s: impl Into<String>) {
+        self.0.lock().unwrap().push(s.into());
+    }
+
+    /// A sync cleanup that records `name`.
+    pub fn rec(&self, name: impl Into<String>) -> impl FnOnce() + Send + 'static {
+        let log = self.clone();
+        let name = name.into();
+        move || log.push(name)
+    }
+
+    pub fn entries(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.0.lock().unwrap().iter().filter(|s| *s == name).count()
+    }
+
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.0.lock().unwrap().iter().position(|s| s == name)
+    }
+}
+
+/// Runs `f` on a thread and fails the test if it does not return within `limit`: no test may
+/// hang the suite.
+pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("did not finish within {limit:?}"))
+}
+
+/// Awaits `fut`, failing the test after `limit`.
+pub async fn bounded<F: std::future::Future>(limit: Duration, fut: F) -> F::Output {
+    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| panic!("did not finish within {limit:?}"))
+}
+
+/// An error for cleanups that fail on purpose.
+pub fn boom(msg: &str) -> std::io::Error {
+    std::io::Error::other(msg.to_owned())
+}

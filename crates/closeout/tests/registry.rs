@@ -1,0 +1,458 @@
+//! `Registry`: order rules, subsets and cascade, options, single flight, registration during
+//! teardown, unregister, stats, bad input.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use closeout::{
+    Category, Error, Event, Priority, Registry, Resource, Selection, SkipReason, Status, TeardownOptions,
+};
+use common::{Log, boom, bounded};
+
+fn serial() -> Registry {
+    Registry::builder().max_concurrency(1).build().unwrap()
+}
+
+#[test]
+fn dependents_are_torn_down_before_their_dependencies() {
+    let log = Log::new();
+    let r = serial();
+    // Registered in dependency order: db, pool -> db, api -> pool, worker -> pool.
+    r.register(Resource::new("db", log.rec("db"))).unwrap();
+    r.register(Resource::new("pool", log.rec("pool")).depends_on(["db"])).unwrap();
+    r.register(Resource::new("api", log.rec("api")).depends_on(["pool"])).unwrap();
+    r.register(Resource::new("worker", log.rec("worker")).depends_on(["pool"])).unwrap();
+    let report = r.cleanup_all_blocking();
+    assert!(report.is_success());
+    // Deterministic with max_concurrency 1: ties last-registered first.
+    assert_eq!(log.entries(), ["worker", "api", "pool", "db"]);
+    assert_eq!(r.plan().order(), Vec::<&str>::new());
+}
+
+#[test]
+fn diamond_and_later_edges_respect_order() {
+    let log = Log::new();
+    let r = serial();
+    r.register(Resource::new("base", log.rec("base"))).unwrap();
+    r.register(Resource::new("left", log.rec("left")).depends_on(["base"])).unwrap();
+    r.register(Resource::new("right", log.rec("right")).depends_on(["base"])).unwrap();
+    r.register(Resource::new("top", log.rec("top")).depends_on(["left", "right"])).unwrap();
+    r.register(Resource::new("late", log.rec("late"))).unwrap();
+    // A later edge: base now also uses `late`, registered after it.
+    r.add_dependency("base", "late").unwrap();
+    let plan = r.plan().order().into_iter().map(String::from).collect::<Vec<_>>();
+    r.cleanup_all_blocking();
+    assert_eq!(log.entries(), ["top", "right", "left", "base", "late"]);
+    assert_eq!(plan, log.entries(), "the plan is the order that ran");
+}
+
+#[test]
+fn phases_follow_effective_priority() {
+    let log = Log::new();
+    let r = serial();
+    r.register(Resource::new("low", log.rec("low")).priority(Priority::Low)).unwrap();
+    r.register(Resource::new("crit", log.rec("crit")).priority(Priority::Critical)).unwrap();
+    // A Low resource that uses a Critical one is pulled into the Critical phase, before it.
+    r.register(Resource::new("low-user", log.rec("low-user")).priority(Priority::Low).depends_on(["crit"]))
+        .unwrap();
+    r.register(Resource::new("high", log.rec("high")).priority(Priority::High)).unwrap();
+    r.register(Resource::new("medium", log.rec("medium"))).unwrap();
+    // A High resource that uses a Low one keeps its own phase: the Low one simply waits.
+    r.register(Resource::new("high-user", log.rec("high-user")).priority(Priority::High).depends_on(["low"]))
+        .unwrap();
+    let plan = r.plan();
+    assert_eq!(plan.phases().len(), 4);
+    assert_eq!(plan.phases()[0].priority, Priority::Critical);
+    r.cleanup_all_blocking();
+    assert_eq!(log.entries(), ["low-user", "crit", "high-user", "high", "medium", "low"]);
+}
+
+#[test]
+fn ties_inside_a_phase_go_by_priority_then_last_registered_first() {
+    let log = Log::new();
+    let r = serial();
+    r.register(Resource::new("base", log.rec("base")).priority(Priority::Critical)).unwrap();
+    // All three are pulled into the Critical phase by their dependency; their own priorities
+    // order them.
+    r.register(Resource::new("m1", log.rec("m1")).depends_on(["base"])).unwrap();
+    r.register(Resource::new("h", log.rec("h")).priority(Priority::High).depends_on(["base"])).unwrap();
+    r.register(Resource::new("m2", log.rec("m2")).depends_on(["base"])).unwrap();
+    r.cleanup_all_blocking();
+    assert_eq!(log.entries(), ["h", "m2", "m1", "base"]);
+}
+
+#[tokio::test]
+async fn independent_async_resources_run_concurrently() {
+    let r = Registry::new();
+    let barrier = Arc::new(tokio::sync::Barrier::new(3));
+    for i in 0..3 {
+        let b = barrier.clone();
+        // Each finishes only when all three are running at once.
+        r.register(Resource::new_async(format!("r{i}"), async move {
+            b.wait().await;
+        }))
+        .unwrap();
+    }
+    let report = bounded(Duration::from_secs(10), r.cleanup_all()).await;
+    assert!(report.is_success(), "{report}");
+}
+
+#[tokio::test]
+async fn max_concurrency_is_respected() {
+    let r = Registry::builder().max_concurrency(3).build().unwrap();
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    for i in 0..20 {
+        let (now, peak) = (now.clone(), peak.clone());
+        r.register(Resource::new_async(format!("r{i}"), async move {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+        }))
+        .unwrap();
+    }
+    let report = bounded(Duration::from_secs(10), r.cleanup_all()).await;
+    assert_eq!(report.totals().ok, 20);
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_resource_starts_as_soon_as_its_own_dependents_finish_not_level_by_level() {
+    let r = Registry::new();
+    // `shared` is used only by `fast`; `slow` is an unrelated resource at the same level as fast.
+    r.register(Resource::new_async("shared", async {})).unwrap();
+    r.register(Resource::new_async("fast", async {}).depends_on(["shared"])).unwrap();
+    r.register(Resource::new_async("slow", tokio::time::sleep(Duration::from_millis(300)))).unwrap();
+    let report = bounded(Duration::from_secs(10), r.cleanup_all()).await;
+    let slow = report.get("slow").unwrap();
+    let shared = report.get("shared").unwrap();
+    assert!(
+        shared.start() < slow.start() + slow.duration(),
+        "shared started at {:?}, before slow ended at {:?}",
+        shared.start(),
+        slow.start() + slow.duration()
+    );
+    assert!(shared.start() >= report.get("fast").unwrap().start());
+}
+
+#[test]
+fn subset_teardown_cascades_to_dependents() {
+    let log = Log::new();
+    let r = serial();
+    r.register(Resource::new("server", log.rec("server")).category(Category::Network)).unwrap();
+    r.register(Resource::new("conn", log.rec("conn")).depends_on(["server"])).unwrap();
+    r.register(Resource::new("sub", log.rec("sub")).depends_on(["conn"])).unwrap();
+    r.register(Resource::new("other", log.rec("other"))).unwrap();
+    let report = r.teardown_blocking(Selection::id("server"), TeardownOptions::new());
+    assert_eq!(log.entries(), ["sub", "conn", "server"]);
+    assert!(report.get("conn").unwrap().is_cascaded());
+    assert!(report.get("sub").unwrap().is_cascaded());
+    assert!(!report.get("server").unwrap().is_cascaded());
+    assert!(r.contains("other") && r.len() == 1);
+}
+
+#[test]
+fn subset_by_ids_category_and_tag() {
+    let r = serial();
+    let log = Log::new();
+    r.register(Resource::new("a", log.rec("a")).category(Category::Database)).unwrap();
+    r.register(Resource::new("b", log.rec("b")).category(Category::Database)).unwrap();
+    r.register(Resource::new("c", log.rec("c")).tag("t")).unwrap();
+    r.register(Resource::new("d", log.rec("d")).tag("t")).unwrap();
+    r.register(Resource::new("e", log.rec("e"))).unwrap();
+    r.register(Resource::new("f", log.rec("f"))).unwrap();
+    assert_eq!(r.teardown_blocking(Selection::Category(Category::Database), TeardownOptions::new()).len(), 2);
+    assert_eq!(r.teardown_blocking(Selection::tag("t"), TeardownOptions::new()).len(), 2);
+    assert_eq!(r.teardown_blocking(Selection::ids(["e", "missing"]), TeardownOptions::new()).len(), 1);
+    assert_eq!(r.teardown_blocking(Selection::id("missing"), TeardownOptions::new()).len(), 0);
+    assert_eq!(log.entries(), ["b", "a", "d", "c", "e"]);
+    assert_eq!(r.len(), 1);
+}
+
+#[test]
+fn cleanup_all_leaves_the_registry_usable_and_shutdown_closes_it() {
+    let r = Registry::new();
+    r.register(Resource::new("a", || ())).unwrap();
+    assert_eq!(r.cleanup_all_blocking().len(), 1);
+    r.register(Resource::new("a", || ())).unwrap();
+    assert_eq!(r.shutdown_blocking().len(), 1);
+    assert!(r.is_closed());
+    let log = Log::new();
+    let err = r.register(Resource::new("late", log.rec("late"))).unwrap_err();
+    assert_eq!(err.error(), &Error::Closed);
+    err.into_resource().run_now().unwrap();
+    assert_eq!(log.entries(), ["late"], "the refused resource was handed back intact");
+}
+
+#[test]
+fn unregister_hands_back_and_refuses_while_depended_on() {
+    let r = Registry::new();
+    let log = Log::new();
+    r.register(Resource::new("db", log.rec("db")).tag("x").timeout(Duration::from_secs(1))).unwrap();
+    r.register(Resource::new("a", || ()).depends_on(["db"])).unwrap();
+    r.register(Resource::new("b", || ()).depends_on(["db"])).unwrap();
+    let err = r.unregister("db").unwrap_err();
+    assert_eq!(err, Error::HasDependents { id: "db".into(), dependents: vec!["a".into(), "b".into()] });
+    assert_eq!(err.to_string(), "resource `db` is still needed by a, b");
+    assert!(r.unregister("a").unwrap().is_some());
+    assert!(r.unregister("b").unwrap().is_some());
+    let db = r.unregister("db").unwrap().unwrap();
+    assert_eq!(
+        (db.id(), db.tags(), db.get_timeout()),
+        ("db", &["x".to_string()][..], Some(Duration::from_secs(1)))
+    );
+    assert!(log.entries().is_empty(), "unregister does not run");
+    assert!(r.unregister("db").unwrap().is_none());
+    db.run_now().unwrap();
+    assert_eq!(log.entries(), ["db"]);
+}
+
+#[test]
+fn bad_input_is_a_typed_error_and_nothing_is_half_registered() {
+    let r = Registry::new();
+    r.register(Resource::new("a", || ())).unwrap();
+    let cases: Vec<(Resource, Error)> = vec![
+        (Resource::new("", || ()), Error::EmptyId),
+        (Resource::new("a", || ()), Error::DuplicateId("a".into())),
+        (
+            Resource::new("b", || ()).depends_on(["a", "zz"]),
+            Error::UnknownDependency { id: "b".into(), dependency: "zz".into() },
+        ),
+        (Resource::new("c", || ()).timeout(Duration::ZERO), Error::ZeroTimeout("c".into())),
+        (
+            Resource::new("d", || ()).timeout(Duration::from_secs(1 << 40)),
+            Error::TimeoutTooLong {
+                id: "d".into(),
+                timeout: Duration::from_secs(1 << 40),
+                max: closeout::MAX_TIMEOUT,
+            },
+        ),
+    ];
+    for (res, expected) in cases {
+        let id = res.id().to_owned();
+        let err = r.register(res).unwrap_err();
+        assert_eq!(err.error(), &expected);
+        assert_eq!(err.resource().id(), id, "handed back");
+        assert!(!err.to_string().is_empty());
+    }
+    assert_eq!(r.len(), 1);
+    assert_eq!(r.info("a").unwrap().dependents, 0, "the failed `b` left no edge behind");
+    assert!(matches!(Registry::builder().max_concurrency(0).build(), Err(Error::InvalidConfig(_))));
+    assert!(matches!(Registry::builder().deadline(Duration::ZERO).build(), Err(Error::ZeroTimeout(_))));
+    assert_eq!(r.add_dependency("a", "nope"), Err(Error::NotFound("nope".into())));
+}
+
+#[test]
+fn max_resources_limits_live_resources() {
+    let r = Registry::builder().max_resources(2).build().unwrap();
+    r.register(Resource::new("a", || ())).unwrap();
+    r.register(Resource::new("b", || ())).unwrap();
+    assert_eq!(r.register(Resource::new("c", || ())).unwrap_err().error(), &Error::LimitReached { limit: 2 });
+    r.unregister("a").unwrap();
+    r.register(Resource::new("c", || ())).unwrap();
+}
+
+#[test]
+fn register_batch_is_all_or_nothing() {
+    let r = Registry::new();
+    r.register(Resource::new("existing", || ())).unwrap();
+    let err = r
+        .register_batch(vec![
+            Resource::new("x", || ()),
+            Resource::new("y", || ()).depends_on(["x", "existing"]),
+            Resource::new("x", || ()),
+        ])
+        .unwrap_err();
+    assert_eq!((err.index(), err.error()), (2, &Error::DuplicateId("x".into())));
+    assert_eq!(err.into_resources().len(), 3);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r.info("existing").unwrap().dependents, 0);
+    r.register_batch(vec![Resource::new("x", || ()), Resource::new("y", || ()).depends_on(["x"])]).unwrap();
+    assert_eq!(r.plan().order(), ["y", "existing", "x"]);
+}
+
+#[test]
+fn stop_on_error_skips_the_rest_and_keeps_it_registered() {
+    let r = serial();
+    let log = Log::new();
+    r.register(Resource::new("last", log.rec("last"))).unwrap();
+    r.register(Resource::new("bad", || Err::<(), _>(boom("no")))).unwrap();
+    r.register(Resource::new("first", log.rec("first"))).unwrap();
+    let report = r.teardown_blocking(Selection::All, TeardownOptions::new().stop_on_error(true));
+    assert_eq!(log.entries(), ["first"]);
+    assert!(matches!(
+        report.get("last").unwrap().status(),
+        Status::Skipped(SkipReason::StoppedAfterError { failed }) if failed == "bad"
+    ));
+    assert!(r.contains("last"));
+    assert!(r.cleanup_all_blocking().is_success(), "a later teardown retries what was skipped");
+    assert_eq!(log.entries(), ["first", "last"]);
+}
+
+#[test]
+fn exclusions_hold_back_what_excluded_resources_depend_on_unless_forced() {
+    let r = serial();
+    let log = Log::new();
+    r.register(Resource::new("db", log.rec("db")).category(Category::Database)).unwrap();
+    r.register(Resource::new("audit", log.rec("audit")).depends_on(["db"])).unwrap();
+    r.register(Resource::new("web", log.rec("web"))).unwrap();
+    let report = r.teardown_blocking(Selection::All, TeardownOptions::new().exclude_id("audit"));
+    assert_eq!(log.entries(), ["web"]);
+    assert!(matches!(
+        report.get("db").unwrap().status(),
+        Status::Skipped(SkipReason::DependentRemains { dependent }) if dependent == "audit"
+    ));
+    assert!(report.get("audit").is_none(), "excluded resources are not part of the teardown");
+    let plan =
+        r.plan_for(&Selection::All, &TeardownOptions::new().exclude_category(Category::custom("other")));
+    assert_eq!(plan.len(), 0);
+    let report = r.teardown_blocking(Selection::All, TeardownOptions::new().exclude_id("audit").force(true));
+    assert_eq!(log.entries(), ["web", "db"]);
+    assert!(report.is_success());
+    assert!(r.contains("audit"));
+}
+
+#[test]
+fn force_ignores_dependency_order() {
+    let r = serial();
+    let log = Log::new();
+    r.register(Resource::new("dep", log.rec("dep"))).unwrap();
+    r.register(Resource::new("user", log.rec("user")).depends_on(["dep"])).unwrap();
+    r.register(Resource::new("newest", log.rec("newest")).depends_on(["dep"])).unwrap();
+    r.teardown_blocking(Selection::All, TeardownOptions::new().force(true));
+    // Pure last-registered-first, as if independent.
+    assert_eq!(log.entries(), ["newest", "user", "dep"]);
+}
+
+#[test]
+fn clear_forgets_without_running() {
+    let r = Registry::new();
+    r.register(Resource::new("a", || -> () { panic!("must not run") })).unwrap();
+    r.register(Resource::new("b", || -> () { panic!("must not run") }).depends_on(["a"])).unwrap();
+    assert_eq!(r.clear(), 2);
+    assert!(r.is_empty());
+    assert!(r.cleanup_all_blocking().is_empty());
+    r.register(Resource::new("a", || ())).unwrap();
+}
+
+#[test]
+fn stats_and_stale() {
+    let r = Registry::new();
+    r.register(Resource::new("old", || ()).category(Category::File).priority(Priority::High)).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    r.register(Resource::new("new", || ()).category(Category::File)).unwrap();
+    r.register(Resource::new("fails", || Err::<(), _>(boom("x"))).category(Category::Timer)).unwrap();
+    let s = r.stats();
+    assert_eq!((s.registered, s.by_category(&Category::File), s.by_category(&Category::Timer)), (3, 2, 1));
+    assert_eq!((s.by_priority(Priority::High), s.by_priority(Priority::Medium)), (1, 2));
+    let stale: Vec<String> = r.stale(Duration::from_millis(25)).into_iter().map(|i| i.id).collect();
+    assert_eq!(stale, ["old"]);
+    let all: Vec<String> = r.stale(Duration::ZERO).into_iter().map(|i| i.id).collect();
+    assert_eq!(all[0], "old", "oldest first");
+    r.teardown_blocking(Selection::Category(Category::Timer), TeardownOptions::new());
+    let s = r.stats();
+    assert_eq!((s.registered, s.total_registered, s.cleaned, s.failed), (2, 3, 0, 1));
+}
+
+#[test]
+fn observer_sees_lifecycle_and_a_panicking_observer_changes_nothing() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let r = Registry::builder()
+        .observer(move |e: &Event<'_>| {
+            s.lock().unwrap().push(e.name());
+            if matches!(e, Event::Cleaned { .. }) {
+                panic!("observer bug");
+            }
+        })
+        .build()
+        .unwrap();
+    r.register(Resource::new("a", || ())).unwrap();
+    r.register(Resource::new("b", || Err::<(), _>(boom("x")))).unwrap();
+    r.register(Resource::new("c", || ())).unwrap();
+    r.unregister("c").unwrap();
+    let report = r.cleanup_all_blocking();
+    assert_eq!(report.totals().ok, 1);
+    assert_eq!(report.totals().failed, 1);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "registered",
+            "registered",
+            "registered",
+            "unregistered",
+            "teardown_started",
+            "failed",
+            "cleaned",
+            "teardown_completed"
+        ]
+    );
+}
+
+#[test]
+fn report_display_and_totals_per_category() {
+    let r = serial();
+    r.register(Resource::new("ok", || ()).category(Category::File)).unwrap();
+    r.register(Resource::new("bad", || Err::<(), _>(boom("disk on fire"))).category(Category::Database))
+        .unwrap();
+    let report = r.cleanup_all_blocking();
+    let text = report.to_string();
+    assert!(text.contains("2 resource(s)"), "{text}");
+    assert!(text.contains("bad (database, medium): failed: disk on fire"), "{text}");
+    let cats = report.by_category();
+    assert_eq!(cats.len(), 2);
+    assert_eq!(cats.iter().find(|(c, _)| *c == Category::Database).unwrap().1.failed, 1);
+    let err = report.into_result().unwrap_err();
+    assert!(err.to_string().contains("disk on fire"));
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn report_serializes_to_json() {
+    let r = serial();
+    r.register(Resource::new("bad", || Err::<(), _>(boom("nope"))).category(Category::Database)).unwrap();
+    r.register(
+        Resource::new("slow", || std::thread::sleep(Duration::from_secs(5)))
+            .timeout(Duration::from_millis(20)),
+    )
+    .unwrap();
+    let report = r.cleanup_all_blocking();
+    let json = serde_json::to_value(&report).unwrap();
+    let entries = json["entries"].as_array().unwrap();
+    let bad = entries.iter().find(|e| e["id"] == "bad").unwrap();
+    assert_eq!(bad["status"], "failed");
+    assert_eq!(bad["error"], "nope");
+    assert_eq!(bad["category"], "database");
+    let slow = entries.iter().find(|e| e["id"] == "slow").unwrap();
+    assert_eq!(slow["status"], "timed out");
+    assert!(json["duration_ms"].as_f64().unwrap() >= 0.0);
+    let plan = serde_json::to_value(r.plan()).unwrap();
+    assert!(plan["phases"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn plan_display_shows_phases_groups_and_timeouts() {
+    let r = Registry::new();
+    r.register(Resource::new("log", || ()).category(Category::File)).unwrap();
+    r.register(Resource::new_async("c1", async {}).timeout(Duration::from_millis(500)).depends_on(["log"]))
+        .unwrap();
+    r.register(Resource::new_async("c2", async {}).depends_on(["log"])).unwrap();
+    r.register(Resource::new("cache", || ()).priority(Priority::Low)).unwrap();
+    let plan = r.plan();
+    let text = plan.to_string();
+    assert!(text.contains("teardown plan: 4 resource(s) in 2 phase(s)"), "{text}");
+    assert!(text.contains("group 1 (in parallel)"), "{text}");
+    assert!(text.contains("c1 [other, medium, timeout 500.0ms, async]"), "{text}");
+    assert!(
+        text.contains("log [file, medium] after c1, c2") || text.contains("log [file, medium] after c2, c1"),
+        "{text}"
+    );
+    assert_eq!(plan.phases()[0].groups.len(), 2);
+    assert_eq!(r.len(), 4, "planning runs nothing");
+}

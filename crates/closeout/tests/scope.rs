@@ -1,0 +1,372 @@
+//! `Scope`: LIFO release, failures kept, idempotence, hand-back after release, handles, take,
+//! child scopes, Drop with and without a runtime.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use closeout::{Scope, Status};
+use common::{Log, boom, within};
+
+#[test]
+fn releases_last_in_first_out() {
+    let log = Log::new();
+    let scope = Scope::new();
+    for i in 0..5 {
+        scope.defer(log.rec(format!("a{i}"))).unwrap();
+    }
+    let report = scope.close();
+    assert_eq!(log.entries(), ["a4", "a3", "a2", "a1", "a0"]);
+    assert_eq!(report.len(), 5);
+    assert!(report.is_success());
+}
+
+#[test]
+fn every_action_runs_when_others_fail_or_panic_and_errors_are_kept_in_order() {
+    let log = Log::new();
+    let scope = Scope::new();
+    scope.defer(log.rec("first-deferred")).unwrap();
+    scope.defer_named("fails-1", || Err::<(), _>(boom("one"))).unwrap();
+    scope.defer_named("panics", || -> () { panic!("kaboom") }).unwrap();
+    scope.defer_named("fails-2", || Err::<(), _>(boom("two"))).unwrap();
+    scope.defer(log.rec("last-deferred")).unwrap();
+    let report = scope.close();
+    assert_eq!(log.entries(), ["last-deferred", "first-deferred"]);
+    let failures: Vec<(&str, String)> = report.failures().map(|e| (e.id(), e.status().to_string())).collect();
+    assert_eq!(
+        failures,
+        [
+            ("fails-2", "failed: two".to_string()),
+            ("panics", "panicked: kaboom".to_string()),
+            ("fails-1", "failed: one".to_string())
+        ]
+    );
+    let err = report.into_result().unwrap_err();
+    assert_eq!(err.failures().len(), 3);
+}
+
+#[test]
+fn release_twice_is_a_no_op() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let scope = Scope::new();
+    let c = count.clone();
+    scope
+        .defer(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    assert_eq!(scope.release().len(), 1);
+    assert!(scope.release().is_empty());
+    drop(scope);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn defer_after_release_hands_the_action_back_unrun() {
+    let log = Log::new();
+    let scope = Scope::new();
+    let _ = scope.release();
+    assert!(scope.is_released());
+    let rejected = scope.defer(log.rec("late")).unwrap_err();
+    assert!(log.entries().is_empty(), "not run behind our back");
+    (rejected.into_inner())();
+    assert_eq!(log.entries(), ["late"], "handed back intact");
+    let l = log.clone();
+    let fut_back = scope.defer_async(async move { l.push("late-async") }).unwrap_err().into_inner();
+    assert_eq!(log.entries(), ["late"]);
+    futures_lite_block_on(fut_back);
+    assert_eq!(log.entries(), ["late", "late-async"]);
+}
+
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+}
+
+#[test]
+fn cancel_in_any_order_is_exact() {
+    let log = Log::new();
+    let scope = Scope::new();
+    let mut handles: Vec<_> = (0..10).map(|i| Some(scope.defer(log.rec(format!("{i}"))).unwrap())).collect();
+    // Cancel in a scrambled order: 3, 0, 9, 5.
+    for i in [3, 0, 9, 5] {
+        assert!(handles[i].take().unwrap().cancel());
+    }
+    assert_eq!(scope.len(), 6);
+    // A new action reuses a cancelled slot but still runs first (it is the newest).
+    scope.defer(log.rec("new")).unwrap();
+    drop(handles);
+    scope.close();
+    assert_eq!(log.entries(), ["new", "8", "7", "6", "4", "2", "1"]);
+}
+
+#[test]
+fn cancel_after_release_or_twice_says_false() {
+    let scope = Scope::new();
+    let a = scope.defer(|| ()).unwrap().into_owned();
+    let b = scope.defer(|| ()).unwrap().into_owned();
+    assert!(b.cancel());
+    let _ = scope.release();
+    assert!(!a.cancel(), "already ran");
+}
+
+#[test]
+fn owned_handle_cancels_from_another_thread() {
+    let log = Log::new();
+    let scope = Scope::new();
+    let h = scope.defer(log.rec("cancelled")).unwrap().into_owned();
+    scope.defer(log.rec("kept")).unwrap();
+    assert!(std::thread::spawn(move || h.cancel()).join().unwrap());
+    scope.close();
+    assert_eq!(log.entries(), ["kept"]);
+}
+
+#[test]
+fn take_moves_everything_and_handles_follow() {
+    let log = Log::new();
+    let mut scope = Scope::new();
+    scope.defer(log.rec("a")).unwrap();
+    let h = scope.defer(log.rec("b")).unwrap().into_owned();
+    scope.defer(log.rec("c")).unwrap();
+    let owned = scope.take();
+    assert!(scope.is_empty() && !scope.is_released(), "the original stays usable");
+    scope.defer(log.rec("after-take")).unwrap();
+    assert!(h.cancel(), "handle follows its action");
+    drop(scope);
+    assert_eq!(log.entries(), ["after-take"]);
+    owned.close();
+    assert_eq!(log.entries(), ["after-take", "c", "a"]);
+}
+
+#[test]
+fn build_all_or_nothing_releases_partial_work_on_error() {
+    let log = Log::new();
+    let build = |fail: bool| -> Result<Scope, std::io::Error> {
+        let mut scope = Scope::new();
+        scope.defer(log.rec("undo-1")).unwrap();
+        if fail {
+            return Err(boom("step 2 failed"));
+        }
+        scope.defer(log.rec("undo-2")).unwrap();
+        Ok(scope.take())
+    };
+    assert!(build(true).is_err());
+    assert_eq!(log.entries(), ["undo-1"], "partial work undone by Drop");
+    let owned = build(false).unwrap();
+    assert_eq!(log.entries(), ["undo-1"], "nothing released on success");
+    drop(owned);
+    assert_eq!(log.entries(), ["undo-1", "undo-2", "undo-1"]);
+}
+
+#[test]
+fn child_is_released_at_its_position_before_the_parent_continues() {
+    let log = Log::new();
+    let parent = Scope::new();
+    parent.defer(log.rec("p1")).unwrap();
+    let child = parent.child().unwrap();
+    child.defer(log.rec("c1")).unwrap();
+    child.defer(log.rec("c2")).unwrap();
+    parent.defer(log.rec("p2")).unwrap();
+    let report = parent.close();
+    assert_eq!(log.entries(), ["p2", "c2", "c1", "p1"]);
+    assert_eq!(report.len(), 4);
+    assert!(child.is_released());
+    assert!(child.defer(|| ()).is_err(), "a released child hands actions back");
+}
+
+#[test]
+fn child_released_early_leaves_the_parent() {
+    let log = Log::new();
+    let parent = Scope::new();
+    let child = parent.child().unwrap();
+    child.defer(log.rec("c")).unwrap();
+    assert_eq!(parent.len(), 1);
+    drop(child);
+    assert_eq!(log.entries(), ["c"]);
+    assert_eq!(parent.len(), 0, "its parent entry is gone");
+    assert!(parent.close().is_empty());
+    assert_eq!(log.count("c"), 1);
+}
+
+#[test]
+fn drop_releases() {
+    let log = Log::new();
+    {
+        let scope = Scope::new();
+        scope.defer(log.rec("x")).unwrap();
+    }
+    assert_eq!(log.entries(), ["x"]);
+}
+
+#[test]
+fn drop_runs_async_actions_without_a_runtime() {
+    let log = Log::new();
+    within(Duration::from_secs(10), move || {
+        let scope = Scope::new();
+        scope.defer(log.rec("sync-first-deferred")).unwrap();
+        let l = log.clone();
+        scope
+            .defer_async(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                l.push("async");
+            })
+            .unwrap();
+        scope.defer(log.rec("sync-last-deferred")).unwrap();
+        drop(scope);
+        assert_eq!(log.entries(), ["sync-last-deferred", "async", "sync-first-deferred"]);
+    });
+}
+
+#[test]
+fn drop_runs_async_actions_inside_a_multi_thread_runtime() {
+    within(Duration::from_secs(10), || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let log = Log::new();
+            let scope = Scope::new();
+            let l = log.clone();
+            // Uses the runtime's timer: must still be driven while Drop blocks.
+            scope
+                .defer_async(async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    l.push("async");
+                })
+                .unwrap();
+            drop(scope);
+            assert_eq!(log.entries(), ["async"]);
+        });
+    });
+}
+
+#[test]
+fn drop_runs_async_actions_inside_a_current_thread_runtime() {
+    within(Duration::from_secs(10), || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let log = Log::new();
+            let scope = Scope::new();
+            let l = log.clone();
+            scope
+                .defer_async(async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    l.push("async");
+                })
+                .unwrap();
+            drop(scope);
+            assert_eq!(log.entries(), ["async"]);
+        });
+    });
+}
+
+#[tokio::test]
+async fn close_async_awaits_in_order_with_sync_actions_between() {
+    let log = Log::new();
+    let scope = Scope::new();
+    scope.defer(log.rec("s1")).unwrap();
+    let l = log.clone();
+    scope
+        .defer_async(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            l.push("a1");
+        })
+        .unwrap();
+    scope.defer(log.rec("s2")).unwrap();
+    let l = log.clone();
+    scope.defer_async_named("fails", async move { Err::<(), _>(boom("async failure")) }).unwrap();
+    let l2 = l.clone();
+    scope
+        .defer_async(async move {
+            l2.push("a2");
+        })
+        .unwrap();
+    let report = scope.close_async().await;
+    assert_eq!(log.entries(), ["a2", "s2", "a1", "s1"]);
+    assert!(matches!(report.get("fails").unwrap().status(), Status::Failed(_)));
+    drop(l);
+}
+
+#[test]
+fn async_action_that_panics_is_reported() {
+    let scope = Scope::new();
+    scope
+        .defer_async_named("p", async {
+            if true {
+                panic!("async kaboom")
+            }
+        })
+        .unwrap();
+    let report = scope.close();
+    assert!(matches!(report.get("p").unwrap().status(), Status::Panicked(m) if m == "async kaboom"));
+}
+
+#[test]
+fn an_action_releasing_its_own_scope_returns_instead_of_deadlocking() {
+    within(Duration::from_secs(10), || {
+        let scope = Arc::new(Scope::new());
+        let inner = Arc::downgrade(&scope);
+        let log = Log::new();
+        let l = log.clone();
+        scope
+            .defer(move || {
+                let s = inner.upgrade().unwrap();
+                assert!(s.release().is_empty(), "re-entrant release is empty");
+                // Deferring onto a scope that is being released hands the action back.
+                assert!(s.defer(|| ()).is_err());
+                l.push("ran");
+            })
+            .unwrap();
+        let report = scope.release();
+        assert!(report.is_success(), "{report}");
+        assert_eq!(log.entries(), ["ran"]);
+    });
+}
+
+#[test]
+fn scope_and_handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Scope>();
+    assert_send_sync::<closeout::OwnedHandle>();
+    assert_send_sync::<closeout::Handle<'static>>();
+    assert_send_sync::<closeout::Registry>();
+    assert_send_sync::<closeout::Report>();
+}
+
+#[test]
+fn many_threads_defer_and_cancel_on_one_scope() {
+    let scope = Arc::new(Scope::new());
+    let ran = Arc::new(AtomicUsize::new(0));
+    let kept = within(Duration::from_secs(20), {
+        let scope = scope.clone();
+        let ran = ran.clone();
+        move || {
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let scope = scope.clone();
+                    let ran = ran.clone();
+                    std::thread::spawn(move || {
+                        let mut kept = 0;
+                        for i in 0..2_000 {
+                            let r = ran.clone();
+                            let h = scope
+                                .defer(move || {
+                                    r.fetch_add(1, Ordering::Relaxed);
+                                })
+                                .unwrap();
+                            if (i + t) % 3 == 0 {
+                                assert!(h.cancel());
+                            } else {
+                                kept += 1;
+                            }
+                        }
+                        kept
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum::<usize>()
+        }
+    });
+    let report = scope.release();
+    assert_eq!(report.len(), kept);
+    assert_eq!(ran.load(Ordering::Relaxed), kept);
+}
