@@ -271,6 +271,8 @@ impl fmt::Display for Totals {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Report {
     pub(crate) entries: Vec<ReportEntry>,
+    /// Successful unnamed scope actions: counted, not listed (the scope's hot path).
+    pub(crate) unlisted_ok: usize,
     #[cfg_attr(feature = "serde", serde(rename = "duration_ms", with = "serde_impl::millis"))]
     pub(crate) duration: Duration,
     pub(crate) reentrant: bool,
@@ -281,9 +283,17 @@ impl Report {
         Report { reentrant: true, ..Report::default() }
     }
 
-    /// Every resource's entry, in start order.
+    /// The listed entries, in start order: every registry resource; for a scope, every named
+    /// action and every action that did not succeed (see [`unlisted_ok`](Report::unlisted_ok)).
     pub fn entries(&self) -> &[ReportEntry] {
         &self.entries
+    }
+
+    /// Unnamed scope actions that succeeded. They are counted in [`len`](Report::len) and
+    /// [`totals`](Report::totals) but not listed, so a scope's release stays as cheap as
+    /// draining a vector of closures.
+    pub fn unlisted_ok(&self) -> usize {
+        self.unlisted_ok
     }
 
     /// The entry for `id`, if the report has one.
@@ -291,14 +301,14 @@ impl Report {
         self.entries.iter().find(|e| e.id == id)
     }
 
-    /// How many entries.
+    /// How many resources or actions the teardown covered, listed or not.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.unlisted_ok
     }
 
     /// Whether nothing was torn down (or skipped).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Wall time of the whole teardown.
@@ -321,7 +331,7 @@ impl Report {
 
     /// Counts over all entries.
     pub fn totals(&self) -> Totals {
-        let mut t = Totals::default();
+        let mut t = Totals { total: self.unlisted_ok, ok: self.unlisted_ok, ..Totals::default() };
         for e in &self.entries {
             t.add(&e.status);
         }
@@ -331,6 +341,10 @@ impl Report {
     /// Counts per category, sorted by category.
     pub fn by_category(&self) -> Vec<(Category, Totals)> {
         let mut out: Vec<(Category, Totals)> = Vec::new();
+        if self.unlisted_ok > 0 {
+            let t = Totals { total: self.unlisted_ok, ok: self.unlisted_ok, ..Totals::default() };
+            out.push((Category::Custom(Cow::Borrowed("scope")), t));
+        }
         for e in &self.entries {
             match out.iter_mut().find(|(c, _)| *c == e.category) {
                 Some((_, t)) => t.add(&e.status),
@@ -397,6 +411,9 @@ impl fmt::Display for Report {
         for e in &self.entries {
             write_entry(f, e)?;
             writeln!(f)?;
+        }
+        if self.unlisted_ok > 0 {
+            writeln!(f, "  ok        ({} unnamed scope action(s))", self.unlisted_ok)?;
         }
         let cats = self.by_category();
         if !cats.is_empty() {

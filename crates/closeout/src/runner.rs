@@ -86,6 +86,12 @@ pub(crate) fn run_inline(owner: usize, f: Box<dyn SyncCall>) -> Status {
     status_of(catch_unwind(AssertUnwindSafe(|| f.call())))
 }
 
+/// Runs a sync cleanup here, now, without a re-entrancy mark: a scope takes its actions out
+/// before running them, so it needs none, and this is its hot path.
+pub(crate) fn run_unmarked(f: Box<dyn SyncCall>) -> Status {
+    status_of(catch_unwind(AssertUnwindSafe(|| f.call())))
+}
+
 /// Whether running this cleanup needs a tokio runtime (a timer or a future).
 pub(crate) fn needs_runtime(cleanup: &Cleanup, timeout: Option<Duration>) -> bool {
     cleanup.is_async() || timeout.is_some()

@@ -101,6 +101,10 @@ struct Stack {
     tail: u32,
     free: u32,
     len: usize,
+    /// Waiting async actions and child scopes: whether release needs a runtime is O(1) to
+    /// answer when there are no children.
+    asyncs: usize,
+    children: usize,
     next_seq: u64,
     released: bool,
 }
@@ -124,7 +128,16 @@ impl Stack {
         Stack { tail: NIL, free: NIL, ..Stack::default() }
     }
 
+    fn count(&mut self, action: &Action, delta: isize) {
+        match action {
+            Action::Cleanup(c) if c.is_async() => self.asyncs = self.asyncs.wrapping_add_signed(delta),
+            Action::Child(_) => self.children = self.children.wrapping_add_signed(delta),
+            Action::Cleanup(_) => {}
+        }
+    }
+
     fn push(&mut self, action: Action, name: Cow<'static, str>) -> (u32, u32) {
+        self.count(&action, 1);
         let seq = self.next_seq;
         self.next_seq += 1;
         let prev = self.tail;
@@ -158,6 +171,10 @@ impl Stack {
             return None;
         }
         let action = slot.action.take();
+        if let Some(a) = &action {
+            self.count(a, -1);
+        }
+        let slot = &mut self.slots[idx as usize];
         let (prev, next) = (slot.prev, slot.next);
         slot.generation = slot.generation.wrapping_add(1);
         slot.name = Cow::Borrowed("");
@@ -175,20 +192,9 @@ impl Stack {
         action
     }
 
-    /// Marks released and hands every action out, last-in first.
-    fn drain_lifo(&mut self) -> Vec<(Action, Cow<'static, str>, u64)> {
-        self.released = true;
-        let mut out = Vec::with_capacity(self.len);
-        let mut idx = self.tail;
-        while idx != NIL {
-            let slot = &mut self.slots[idx as usize];
-            if let Some(action) = slot.action.take() {
-                out.push((action, std::mem::take(&mut slot.name), slot.seq));
-            }
-            idx = slot.prev;
-        }
-        *self = Stack { released: true, ..Stack::new() };
-        out
+    /// Marks this stack released and returns everything it held, to run outside the lock.
+    fn take_all(&mut self) -> Stack {
+        std::mem::replace(self, Stack { released: true, ..Stack::new() })
     }
 }
 
@@ -207,6 +213,12 @@ impl Shared {
     fn has_async(&self) -> bool {
         let children: Vec<Arc<Shared>> = {
             let st = self.lock();
+            if st.asyncs > 0 {
+                return true;
+            }
+            if st.children == 0 {
+                return false;
+            }
             let mut children = Vec::new();
             for slot in &st.slots {
                 match &slot.action {
@@ -221,95 +233,130 @@ impl Shared {
     }
 }
 
-fn entry(
-    name: Cow<'static, str>,
-    seq: u64,
-    status: Status,
+/// Collects a scope's outcome. Named actions and failures get entries; successful unnamed
+/// actions are only counted, and only named actions are timed: the hot path reads no clock.
+struct Outcomes {
     start: Instant,
-    at: Instant,
-    end: Instant,
-) -> ReportEntry {
-    ReportEntry {
-        id: name,
-        seq,
-        category: Category::Custom(Cow::Borrowed("scope")),
-        priority: Priority::Medium,
-        status,
-        cascaded: false,
-        start: at - start,
-        duration: end - at,
+    entries: Vec<ReportEntry>,
+    unlisted_ok: usize,
+}
+
+impl Outcomes {
+    fn new() -> Outcomes {
+        Outcomes { start: Instant::now(), entries: Vec::new(), unlisted_ok: 0 }
+    }
+
+    /// When a named action starts; unnamed ones are not timed.
+    fn clock(&self, name: &str) -> Option<Instant> {
+        (!name.is_empty()).then(Instant::now)
+    }
+
+    fn record(&mut self, name: Cow<'static, str>, seq: u64, status: Status, at: Option<Instant>) {
+        if at.is_none() && status.is_ok() {
+            self.unlisted_ok += 1;
+            return;
+        }
+        if !status.is_ok() {
+            tracing::warn!(action = %name, seq, %status, "closeout: scope action did not succeed");
+        }
+        let now = Instant::now();
+        // An unnamed failure was not timed: it carries the offset at which it ended.
+        let at = at.unwrap_or(now);
+        self.entries.push(ReportEntry {
+            id: name,
+            seq,
+            category: Category::Custom(Cow::Borrowed("scope")),
+            priority: Priority::Medium,
+            status,
+            cascaded: false,
+            start: at - self.start,
+            duration: now - at,
+        });
+    }
+
+    fn into_report(self) -> Report {
+        Report {
+            entries: self.entries,
+            unlisted_ok: self.unlisted_ok,
+            duration: self.start.elapsed(),
+            reentrant: false,
+        }
     }
 }
 
-/// Releases synchronously; async actions must not be present (checked by the caller).
-fn release_sync(shared: &Shared, start: Instant, out: &mut Vec<ReportEntry>) {
-    let actions = shared.lock().drain_lifo();
-    out.reserve(actions.len());
-    let mut at = Instant::now();
-    for (action, name, seq) in actions {
-        match action {
-            Action::Cleanup(c) => {
-                let status = match c.into_call() {
-                    Call::Sync(f) => runner::run_inline(0, f),
-                    // Only reachable if an async action was added to a child after the check:
-                    // run it through the blocking path rather than drop it.
-                    Call::Async(fut) => runner::block_on_status(fut),
-                };
-                let end = Instant::now();
-                out.push(entry(name, seq, status, start, at, end));
-                at = end;
-            }
-            Action::Child(child) => {
-                release_sync(&child, start, out);
-                at = Instant::now();
-            }
+/// Walks a taken stack last-in first, handing each action to `f` with its name and seq.
+fn for_each_lifo(mut stack: Stack, mut f: impl FnMut(Action, Cow<'static, str>, u64)) {
+    let mut idx = stack.tail;
+    while idx != NIL {
+        let slot = &mut stack.slots[idx as usize];
+        idx = slot.prev;
+        if let Some(action) = slot.action.take() {
+            f(action, std::mem::take(&mut slot.name), slot.seq);
         }
     }
+}
+
+/// Releases on this thread. Async actions only reach here if one was added to a child after
+/// `has_async` answered (or no runtime could be built); they are run through the blocking path
+/// rather than dropped.
+fn release_sync(shared: &Shared, out: &mut Outcomes) {
+    let stack = shared.lock().take_all();
+    for_each_lifo(stack, |action, name, seq| match action {
+        Action::Cleanup(c) => {
+            let at = out.clock(&name);
+            let status = match c.into_call() {
+                Call::Sync(f) => runner::run_unmarked(f),
+                Call::Async(fut) => runner::block_on_status(fut),
+            };
+            out.record(name, seq, status, at);
+        }
+        Action::Child(child) => release_sync(&child, out),
+    });
 }
 
 /// Releases, awaiting async actions in their place in the order.
 fn release_async<'a>(
     shared: &'a Shared,
-    start: Instant,
-    out: &'a mut Vec<ReportEntry>,
+    out: &'a mut Outcomes,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
     Box::pin(async move {
-        let actions = shared.lock().drain_lifo();
+        let mut actions = Vec::new();
+        let stack = shared.lock().take_all();
+        for_each_lifo(stack, |a, name, seq| actions.push((a, name, seq)));
         for (action, name, seq) in actions {
             match action {
                 Action::Cleanup(c) => {
-                    let at = Instant::now();
+                    let at = out.clock(&name);
                     let status = runner::run(0, c, None).await;
-                    out.push(entry(name, seq, status, start, at, Instant::now()));
+                    out.record(name, seq, status, at);
                 }
-                Action::Child(child) => release_async(&child, start, out).await,
+                Action::Child(child) => release_async(&child, out).await,
             }
         }
     })
 }
 
 fn release_blocking(shared: &Arc<Shared>) -> Report {
-    let start = Instant::now();
-    let mut entries = Vec::new();
-    let needs_runtime = shared.has_async();
-    if needs_runtime {
-        let shared2 = Arc::clone(shared);
-        let result = runner::block_on(async move {
-            let mut entries = Vec::new();
-            release_async(&shared2, start, &mut entries).await;
-            entries
-        });
-        match result {
-            Ok(e) => entries = e,
-            Err(e) => {
-                tracing::error!(error = %e, "closeout: no runtime for async scope actions; running the sync ones");
-                release_sync(shared, start, &mut entries);
-            }
-        }
-    } else {
-        release_sync(shared, start, &mut entries);
+    if !shared.has_async() {
+        let mut out = Outcomes::new();
+        release_sync(shared, &mut out);
+        return out.into_report();
     }
-    Report { entries, duration: start.elapsed(), reentrant: false }
+    let shared2 = Arc::clone(shared);
+    let result = runner::block_on(async move {
+        let mut out = Outcomes::new();
+        release_async(&shared2, &mut out).await;
+        out
+    });
+    match result {
+        Ok(out) => out.into_report(),
+        Err(e) => {
+            tracing::error!(error = %e, "closeout: no runtime for async scope actions; running them one by one");
+            let mut out = Outcomes::new();
+            release_sync(shared, &mut out);
+            out.into_report()
+        }
+    }
 }
 
 impl Scope {
@@ -540,11 +587,10 @@ impl Scope {
     /// # Ok(()) }
     /// ```
     pub async fn release_async(&self) -> Report {
-        let start = Instant::now();
-        let mut entries = Vec::new();
-        release_async(&self.shared, start, &mut entries).await;
+        let mut out = Outcomes::new();
+        release_async(&self.shared, &mut out).await;
         self.unlink();
-        Report { entries, duration: start.elapsed(), reentrant: false }
+        out.into_report()
     }
 
     /// Releases and consumes the scope, so nothing can be added afterwards.
@@ -603,10 +649,8 @@ impl Drop for Scope {
                 "closeout: Scope dropped with async actions; blocking this thread to run them (use close_async to await)"
             );
         }
-        let report = self.release();
-        for e in report.failures() {
-            tracing::error!(action = e.id(), seq = e.seq, status = %e.status(), "closeout: scope action failed on drop");
-        }
+        // Failures are logged as they happen (see `Outcomes::record`).
+        let _ = self.release();
     }
 }
 
@@ -715,7 +759,8 @@ mod tests {
         assert_eq!(d.0, b.0, "slot reused");
         assert_ne!(d.1, b.1, "generation bumped");
         assert_eq!(st.slots.len(), 3);
-        let names: Vec<_> = st.drain_lifo().into_iter().map(|(_, n, _)| n).collect();
+        let mut names = Vec::new();
+        for_each_lifo(st.take_all(), |_, n, _| names.push(n));
         assert_eq!(names, ["d", "c", "a"]);
         let _ = (a, c);
     }

@@ -291,3 +291,23 @@ async fn one_hanging_cleanup_among_a_thousand_fast_ones_is_bounded_by_its_timeou
     // Not a timing assertion on speed: only that the timeout, not the hang, ended it.
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+#[test]
+fn a_registration_during_teardown_that_is_excluded_stays_registered() {
+    // Regression: registrations absorbed into a running teardown ignored its exclusions.
+    let r = Registry::new();
+    let r2 = r.clone();
+    r.register(Resource::new("spawner", move || {
+        r2.register(Resource::new("late-db", || ()).category(closeout::Category::Database)).unwrap();
+        r2.register(Resource::new("late-other", || ())).unwrap();
+    }))
+    .unwrap();
+    let opts = TeardownOptions::new().exclude_category(closeout::Category::Database);
+    let report = within(Duration::from_secs(10), move || {
+        let report = r.teardown_blocking(Selection::All, opts);
+        assert!(r.contains("late-db") && !r.contains("late-other"));
+        report
+    });
+    assert!(report.get("late-db").is_none());
+    assert!(report.get("late-other").unwrap().status().is_ok());
+}

@@ -370,3 +370,23 @@ fn many_threads_defer_and_cancel_on_one_scope() {
     assert_eq!(report.len(), kept);
     assert_eq!(ran.load(Ordering::Relaxed), kept);
 }
+
+#[test]
+fn unnamed_successes_are_counted_named_actions_and_failures_are_listed() {
+    let scope = Scope::new();
+    for _ in 0..3 {
+        scope.defer(|| ()).unwrap();
+    }
+    scope.defer_named("named", || std::thread::sleep(Duration::from_millis(5))).unwrap();
+    scope.defer(|| Err::<(), _>(boom("unnamed failure"))).unwrap();
+    let report = scope.close();
+    assert_eq!(report.len(), 5);
+    assert_eq!(report.unlisted_ok(), 3);
+    assert_eq!(report.entries().len(), 2);
+    let t = report.totals();
+    assert_eq!((t.total, t.ok, t.failed), (5, 4, 1));
+    assert!(report.get("named").unwrap().duration() >= Duration::from_millis(5), "named actions are timed");
+    let text = report.to_string();
+    assert!(text.contains("#5") && text.contains("unnamed failure"), "{text}");
+    assert!(text.contains("3 unnamed scope action(s)"), "{text}");
+}

@@ -58,7 +58,7 @@ fn matches(state: &State, idx: usize, sel: &Selection) -> bool {
     }
 }
 
-fn excluded(state: &State, idx: usize, opts: &TeardownOptions) -> bool {
+pub(crate) fn excluded(state: &State, idx: usize, opts: &TeardownOptions) -> bool {
     let slot = &state.slots[idx];
     opts.exclude_ids.iter().any(|id| &*slot.id == id.as_str())
         || opts.exclude_categories.iter().any(|c| &state.categories[slot.category as usize] == c)

@@ -206,7 +206,7 @@ struct Run {
     queues: ReadyQueues,
     phase: u8,
     full: bool,
-    stop_on_error: bool,
+    opts: TeardownOptions,
     max_concurrency: usize,
     start: Instant,
     deadline_at: Option<Instant>,
@@ -238,7 +238,7 @@ impl Run {
             held,
             phase: 0,
             full: *sel == Selection::All,
-            stop_on_error: opts.stop_on_error,
+            opts: opts.clone(),
             max_concurrency: opts.max_concurrency.unwrap_or(inner.max_concurrency),
             start,
             deadline_at: deadline.map(|d| start + d),
@@ -373,7 +373,7 @@ impl Run {
         } else {
             tracing::warn!(id = &*id, %status, "closeout: cleanup did not succeed");
             notify(observer, Event::Failed { id: &id, status: &status });
-            if self.stop_on_error && self.halt.is_none() {
+            if self.opts.stop_on_error && self.halt.is_none() {
                 self.halt = Some(SkipReason::StoppedAfterError { failed: id.to_string() });
             }
         }
@@ -412,6 +412,10 @@ impl Run {
         let inbox = std::mem::take(&mut st.inbox);
         for sid in inbox {
             let Some(slot) = st.slot(sid) else { continue };
+            // Excluded resources stay registered, whenever they were registered.
+            if graph::excluded(&st, sid.0 as usize, &self.opts) {
+                continue;
+            }
             let deps: Vec<u32> = slot
                 .deps()
                 .iter()
@@ -482,7 +486,9 @@ impl Run {
             }
             if self.full {
                 for sid in std::mem::take(&mut st.inbox) {
-                    skipped.push((sid, reason.clone(), false));
+                    if !graph::excluded(&st, sid.0 as usize, &self.opts) {
+                        skipped.push((sid, reason.clone(), false));
+                    }
                 }
             }
             skipped.extend(self.held.drain(..).map(|(sid, r)| (sid, r, false)));
@@ -501,7 +507,7 @@ impl Run {
                 }
             }
         }
-        let report = Report { entries, duration: self.start.elapsed(), reentrant: false };
+        let report = Report { entries, unlisted_ok: 0, duration: self.start.elapsed(), reentrant: false };
         notify(self.inner.observer.as_ref(), Event::TeardownCompleted { report: &report });
         tracing::debug!(totals = %report.totals(), "closeout: teardown completed");
         self.shared.publish(report.clone());
@@ -545,7 +551,7 @@ impl Run {
             queues: ReadyQueues::new(&[]),
             phase: 0,
             full: false,
-            stop_on_error: false,
+            opts: TeardownOptions::default(),
             max_concurrency: 1,
             start: Instant::now(),
             deadline_at: None,
