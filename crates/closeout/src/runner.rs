@@ -72,6 +72,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+#[inline]
 fn status_of(result: std::thread::Result<Outcome>) -> Status {
     match result {
         Ok(Ok(())) => Status::Ok,

@@ -105,14 +105,17 @@ struct Stack {
     /// answer when there are no children.
     asyncs: usize,
     children: usize,
-    next_seq: u64,
+    next_seq: u32,
     released: bool,
 }
 
 struct Slot {
     action: Option<Action>,
-    name: Cow<'static, str>,
-    seq: u64,
+    /// Out of line and only for named actions: most actions are unnamed, and a small slot keeps
+    /// the hot path close to a plain vector of boxes.
+    name: Option<Box<Cow<'static, str>>>,
+    /// Deferral order (wraps after 2^32, used only to label unnamed failures).
+    seq: u32,
     prev: u32,
     next: u32,
     generation: u32,
@@ -139,7 +142,8 @@ impl Stack {
     fn push(&mut self, action: Action, name: Cow<'static, str>) -> (u32, u32) {
         self.count(&action, 1);
         let seq = self.next_seq;
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let name = (!name.is_empty()).then(|| Box::new(name));
         let prev = self.tail;
         let idx = if self.free != NIL {
             let idx = self.free;
@@ -177,7 +181,7 @@ impl Stack {
         let slot = &mut self.slots[idx as usize];
         let (prev, next) = (slot.prev, slot.next);
         slot.generation = slot.generation.wrapping_add(1);
-        slot.name = Cow::Borrowed("");
+        slot.name = None;
         slot.next = self.free;
         self.free = idx;
         if prev != NIL {
@@ -251,11 +255,17 @@ impl Outcomes {
         (!name.is_empty()).then(Instant::now)
     }
 
+    #[inline]
     fn record(&mut self, name: Cow<'static, str>, seq: u64, status: Status, at: Option<Instant>) {
         if at.is_none() && status.is_ok() {
             self.unlisted_ok += 1;
-            return;
+        } else {
+            self.list(name, seq, status, at);
         }
+    }
+
+    #[cold]
+    fn list(&mut self, name: Cow<'static, str>, seq: u64, status: Status, at: Option<Instant>) {
         if !status.is_ok() {
             tracing::warn!(action = %name, seq, %status, "closeout: scope action did not succeed");
         }
@@ -291,7 +301,8 @@ fn for_each_lifo(mut stack: Stack, mut f: impl FnMut(Action, Cow<'static, str>, 
         let slot = &mut stack.slots[idx as usize];
         idx = slot.prev;
         if let Some(action) = slot.action.take() {
-            f(action, std::mem::take(&mut slot.name), slot.seq);
+            let name = slot.name.take().map_or(Cow::Borrowed(""), |n| *n);
+            f(action, name, u64::from(slot.seq));
         }
     }
 }
@@ -745,6 +756,11 @@ impl fmt::Debug for OwnedHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_is_small() {
+        assert!(std::mem::size_of::<Slot>() <= 48, "Slot is {} bytes", std::mem::size_of::<Slot>());
+    }
 
     #[test]
     fn slab_reuses_cancelled_slots_and_keeps_order() {

@@ -1,0 +1,26 @@
+//! Instruction-count probe for the scope hot path (run under `valgrind --tool=callgrind`).
+//! `prof_scope` uses `Scope`; `prof_scope baseline` a plain `Vec<Box<dyn FnOnce()>>`.
+fn main() {
+    let baseline = std::env::args().nth(1).as_deref() == Some("baseline");
+    for _ in 0..200 {
+        if baseline {
+            let mut v: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+            for i in 0..1000u64 {
+                v.push(Box::new(move || {
+                    std::hint::black_box(i);
+                }));
+            }
+            while let Some(f) = v.pop() {
+                f();
+            }
+        } else {
+            let scope = closeout::Scope::new();
+            for i in 0..1000u64 {
+                let _ = scope.defer(move || {
+                    std::hint::black_box(i);
+                });
+            }
+            std::hint::black_box(scope.close());
+        }
+    }
+}
