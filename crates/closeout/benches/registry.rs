@@ -71,7 +71,9 @@ fn async_sleeps(c: &mut Criterion) {
                     registry
                         .register(Resource::new_async(
                             format!("s{i}"),
-                            tokio::time::sleep(Duration::from_millis(10)),
+                            // Created on first poll, so the 10 ms start with the teardown
+                            // (a `Sleep` made at registration would already be running).
+                            async { tokio::time::sleep(Duration::from_millis(10)).await },
                         ))
                         .unwrap();
                 }
@@ -89,8 +91,9 @@ fn async_sleeps(c: &mut Criterion) {
             for _ in 0..iters {
                 let registry = Registry::new();
                 for i in 0..10 {
-                    let mut r =
-                        Resource::new_async(format!("c{i}"), tokio::time::sleep(Duration::from_millis(10)));
+                    let mut r = Resource::new_async(format!("c{i}"), async {
+                        tokio::time::sleep(Duration::from_millis(10)).await
+                    });
                     if i > 0 {
                         r = r.depends_on([format!("c{}", i - 1)]);
                     }

