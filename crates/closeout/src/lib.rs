@@ -94,6 +94,7 @@ mod report;
 mod resource;
 mod runner;
 mod scope;
+mod sync;
 
 pub use error::{BatchError, Error, RegisterError, Rejected};
 pub use observer::Event;

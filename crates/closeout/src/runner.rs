@@ -19,9 +19,15 @@ use futures_util::FutureExt;
 use crate::report::{CleanupError, Status};
 use crate::resource::{Call, Cleanup, Outcome, SyncCall};
 
+#[cfg(not(loom))]
 thread_local! {
     /// Owners (scope or registry addresses) whose cleanup is running on this thread right now.
     static RUNNING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static RUNNING: RefCell<Vec<usize>> = RefCell::new(Vec::new());
 }
 
 /// Whether a cleanup of `owner` is running on this thread (a re-entrant teardown call).

@@ -6,8 +6,8 @@ pub(crate) mod state;
 mod stats;
 mod teardown;
 
+use crate::sync::{Arc, Mutex, MutexGuard};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use select::{Selection, TeardownOptions};
@@ -102,7 +102,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let st = self.lock();
         if st.len > 0 {
             tracing::warn!(
                 resources = st.len,
@@ -173,7 +173,7 @@ impl RegistryBuilder {
     where
         F: Fn(&Event<'_>) + Send + Sync + 'static,
     {
-        self.observer = Some(Arc::new(f));
+        self.observer = Some(std::sync::Arc::new(f));
         self
     }
 

@@ -107,7 +107,7 @@ pub(crate) struct State {
     pub(crate) run_active: bool,
     pub(crate) inbox: Vec<SlotId>,
     /// The teardown running now, for concurrent calls to join (single flight).
-    pub(crate) active: Option<std::sync::Arc<crate::registry::teardown::RunShared>>,
+    pub(crate) active: Option<crate::sync::Arc<crate::registry::teardown::RunShared>>,
 }
 
 /// What a validated registration will store.

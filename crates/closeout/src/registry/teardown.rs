@@ -20,8 +20,9 @@
 //!
 //! `Inner::state` alone. `RunShared::report` is only locked with `state` released.
 
+use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::{Arc, Condvar, Mutex};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -42,7 +43,7 @@ pub(crate) struct RunShared {
     opts: TeardownOptions,
     /// Calls that joined and want this run's report. Counted under the state lock, read by
     /// the run's end under the same lock, so the report is copied only when someone joined.
-    joiners: std::sync::atomic::AtomicUsize,
+    joiners: AtomicUsize,
     report: Mutex<Option<Report>>,
     cv: Condvar,
     notify: tokio::sync::Notify,
@@ -53,7 +54,7 @@ impl RunShared {
         Arc::new(RunShared {
             selection,
             opts,
-            joiners: std::sync::atomic::AtomicUsize::new(0),
+            joiners: AtomicUsize::new(0),
             report: Mutex::new(None),
             cv: Condvar::new(),
             notify: tokio::sync::Notify::new(),
@@ -116,7 +117,7 @@ fn begin(inner: &Arc<Inner>, sel: &Selection, opts: &TeardownOptions, close: boo
             return Role::Wait(Arc::clone(run));
         }
         // Relaxed: read back only under the same lock (see `joiners`).
-        run.joiners.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        run.joiners.fetch_add(1, Ordering::Relaxed);
         return Role::Join(Arc::clone(run));
     }
     let graph = graph::build(&st, sel, opts);
@@ -537,7 +538,7 @@ impl Run {
             let mut st = self.inner.lock();
             st.run_active = false;
             st.active = None;
-            let joined = self.shared.joiners.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            let joined = self.shared.joiners.load(Ordering::Relaxed) > 0;
             let reason = self.halt.clone().unwrap_or(SkipReason::Deadline);
             let mut skipped: Vec<(crate::registry::state::SlotId, SkipReason, bool)> = Vec::new();
             for (i, node) in self.nodes.iter().enumerate() {

@@ -1,5 +1,6 @@
-//! Instruction-count probe for the scope hot path (run under `valgrind --tool=callgrind`).
-//! `prof_scope` uses `Scope`; `prof_scope baseline` a plain `Vec<Box<dyn FnOnce()>>`.
+//! Instruction-count probe for the scope hot path, for BENCHMARKS.md:
+//! `valgrind --tool=callgrind target/release/examples/probe_scope [baseline]`.
+//! `probe_scope` uses `Scope`; `probe_scope baseline` a plain `Vec<Box<dyn FnOnce()>>`.
 fn main() {
     let baseline = std::env::args().nth(1).as_deref() == Some("baseline");
     for _ in 0..200 {

@@ -1,4 +1,5 @@
-//! Instruction-count probe for registry register + cleanup_all (run under callgrind).
+//! Instruction-count probe for registry register + cleanup_all, for BENCHMARKS.md:
+//! `valgrind --tool=callgrind target/release/examples/probe_registry 100000`.
 use closeout::{Category, Registry, Resource};
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
