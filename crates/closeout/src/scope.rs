@@ -78,11 +78,32 @@ const NIL: u32 = u32::MAX;
 /// Like every destructor, `Drop` does not run on `std::process::exit`, `abort`, SIGKILL or
 /// `mem::forget`; see the crate docs, section "What cleanup cannot guarantee".
 ///
+/// # Compile-time guarantees
+///
+/// [`close`](Scope::close) consumes the scope, so nothing can be deferred after it:
+///
+/// ```compile_fail
+/// let scope = closeout::Scope::new();
+/// let _ = scope.close();
+/// scope.defer(|| ()); // error: use of moved value `scope`
+/// ```
+///
+/// A borrowed [`Handle`] cannot outlive its scope (use [`Handle::into_owned`] for that):
+///
+/// ```compile_fail
+/// let handle = {
+///     let scope = closeout::Scope::new();
+///     scope.defer(|| ()).unwrap()
+/// }; // error: `scope` does not live long enough
+/// handle.cancel();
+/// ```
+///
 /// # Comparison to `Registry`
 ///
 /// A scope is anonymous and ordered only by position; a [`Registry`](crate::Registry) names its
 /// resources and orders them by dependencies and priority, concurrently, with timeouts. Both
 /// produce the same [`Report`].
+#[must_use = "dropping a Scope releases its actions at once"]
 pub struct Scope {
     shared: Arc<Shared>,
     /// The entry in the parent scope that releases this child, if any.
