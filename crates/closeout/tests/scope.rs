@@ -205,34 +205,21 @@ fn drop_runs_async_actions_without_a_runtime() {
     within(Duration::from_secs(10), move || {
         let scope = Scope::new();
         scope.defer(log.rec("sync-first-deferred")).unwrap();
-        let l = log.clone();
-        scope
-            .defer_async(async move {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                l.push("async");
-            })
-            .unwrap();
+        scope.defer_async(log.rec_after(5, "async")).unwrap();
         scope.defer(log.rec("sync-last-deferred")).unwrap();
         drop(scope);
         assert_eq!(log.entries(), ["sync-last-deferred", "async", "sync-first-deferred"]);
     });
 }
 
-#[test]
-fn drop_runs_async_actions_inside_a_multi_thread_runtime() {
-    within(Duration::from_secs(10), || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+/// Drops a scope holding an async action (which needs a timer) inside `rt`: Drop must still
+/// drive it to completion.
+fn drop_inside(rt: tokio::runtime::Runtime) {
+    within(Duration::from_secs(10), move || {
         rt.block_on(async {
             let log = Log::new();
             let scope = Scope::new();
-            let l = log.clone();
-            // Uses the runtime's timer: must still be driven while Drop blocks.
-            scope
-                .defer_async(async move {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    l.push("async");
-                })
-                .unwrap();
+            scope.defer_async(log.rec_after(5, "async")).unwrap();
             drop(scope);
             assert_eq!(log.entries(), ["async"]);
         });
@@ -240,23 +227,13 @@ fn drop_runs_async_actions_inside_a_multi_thread_runtime() {
 }
 
 #[test]
+fn drop_runs_async_actions_inside_a_multi_thread_runtime() {
+    drop_inside(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
+}
+
+#[test]
 fn drop_runs_async_actions_inside_a_current_thread_runtime() {
-    within(Duration::from_secs(10), || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let log = Log::new();
-            let scope = Scope::new();
-            let l = log.clone();
-            scope
-                .defer_async(async move {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    l.push("async");
-                })
-                .unwrap();
-            drop(scope);
-            assert_eq!(log.entries(), ["async"]);
-        });
-    });
+    drop_inside(tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
 }
 
 #[tokio::test]
@@ -264,13 +241,7 @@ async fn close_async_awaits_in_order_with_sync_actions_between() {
     let log = Log::new();
     let scope = Scope::new();
     scope.defer(log.rec("s1")).unwrap();
-    let l = log.clone();
-    scope
-        .defer_async(async move {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            l.push("a1");
-        })
-        .unwrap();
+    scope.defer_async(log.rec_after(10, "a1")).unwrap();
     scope.defer(log.rec("s2")).unwrap();
     let l = log.clone();
     scope.defer_async_named("fails", async move { Err::<(), _>(boom("async failure")) }).unwrap();

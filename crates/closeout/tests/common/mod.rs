@@ -24,6 +24,20 @@ impl Log {
         move || log.push(name)
     }
 
+    /// An async cleanup that waits `ms` on a real tokio timer, then records `name`.
+    pub fn rec_after(
+        &self,
+        ms: u64,
+        name: impl Into<String>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let log = self.clone();
+        let name = name.into();
+        async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            log.push(name);
+        }
+    }
+
     pub fn entries(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
