@@ -57,6 +57,15 @@ const NIL: u32 = u32::MAX;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
+/// # What the report lists
+///
+/// Every action is accounted for in [`Report::len`] and [`Report::totals`]. Named actions
+/// ([`defer_named`](Scope::defer_named)) and every action that fails or panics get an entry, in
+/// the order they ran; an unnamed failure is labelled `#n` (its deferral order) and is not
+/// timed. Successful unnamed actions are only counted ([`Report::unlisted_ok`]): that keeps
+/// `defer` + release close to the cost of a vector of boxed closures. Failures are also logged
+/// with `tracing` at warn level as they happen.
+///
 /// # Async actions
 ///
 /// [`defer_async`](Scope::defer_async) stores a future that release awaits in its place in the
