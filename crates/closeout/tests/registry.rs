@@ -456,3 +456,58 @@ fn plan_display_shows_phases_groups_and_timeouts() {
     assert_eq!(plan.phases()[0].groups.len(), 2);
     assert_eq!(r.len(), 4, "planning runs nothing");
 }
+
+#[test]
+fn teardown_futures_are_send_so_they_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let r = Registry::new();
+    let scope = closeout::Scope::new();
+    let f1 = r.cleanup_all();
+    let f2 = r.shutdown();
+    let f3 = r.teardown(Selection::All, TeardownOptions::new());
+    let f4 = scope.release_async();
+    assert_send(&f1);
+    assert_send(&f2);
+    assert_send(&f3);
+    assert_send(&f4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_teardown_runs_on_the_runtime() {
+    let r = Registry::new();
+    let log = Log::new();
+    r.register(Resource::new_async("a", log.rec_after(1, "a"))).unwrap();
+    let r2 = r.clone();
+    let report =
+        bounded(Duration::from_secs(10), tokio::spawn(async move { r2.cleanup_all().await })).await.unwrap();
+    assert!(report.is_success());
+    assert_eq!(log.entries(), ["a"]);
+}
+
+#[test]
+fn info_keeps_description_metadata_timeout_and_dependencies() {
+    let r = Registry::builder().default_timeout(Duration::from_secs(3)).build().unwrap();
+    r.register(Resource::new("db", || ())).unwrap();
+    r.register(
+        Resource::new_async("api", async {})
+            .category(Category::Network)
+            .priority(Priority::High)
+            .description("public HTTP API")
+            .metadata("port", "8080")
+            .metadata("proto", "h2")
+            .tag("edge")
+            .depends_on(["db"]),
+    )
+    .unwrap();
+    let info = r.info("api").unwrap();
+    assert_eq!(info.description.as_deref(), Some("public HTTP API"));
+    assert_eq!(
+        info.metadata,
+        [("port".to_string(), "8080".to_string()), ("proto".to_string(), "h2".to_string())]
+    );
+    assert_eq!(info.timeout, Some(Duration::from_secs(3)), "the registry's default applies");
+    assert_eq!(info.depends_on, ["db"]);
+    assert_eq!((info.category, info.priority, info.running), (Category::Network, Priority::High, false));
+    assert_eq!(r.info("db").unwrap().dependents, 1);
+    assert!(r.info("nope").is_none());
+}
