@@ -104,10 +104,10 @@ pub(crate) fn needs_runtime(cleanup: &Cleanup, timeout: Option<Duration>) -> boo
     cleanup.is_async() || timeout.is_some()
 }
 
-/// Runs any cleanup to its end or its timeout. Needs a tokio runtime context when
+/// Runs any opened cleanup to its end or its timeout. Needs a tokio runtime context when
 /// [`needs_runtime`] says so.
-pub(crate) async fn run(owner: usize, cleanup: Cleanup, timeout: Option<Duration>) -> Status {
-    match (cleanup.into_call(), timeout) {
+pub(crate) async fn run(owner: usize, call: Call, timeout: Option<Duration>) -> Status {
+    match (call, timeout) {
         (Call::Sync(f), None) => run_inline(owner, f),
         (Call::Sync(f), Some(limit)) => run_on_thread(owner, f, limit).await,
         (Call::Async(fut), limit) => {

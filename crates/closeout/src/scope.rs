@@ -368,7 +368,7 @@ fn release_async<'a>(
             match action {
                 Action::Cleanup(c) => {
                     let at = out.clock(&name);
-                    let status = runner::run(0, c, None).await;
+                    let status = runner::run(0, c.into_call(), None).await;
                     out.record(name, seq, status, at);
                 }
                 Action::Child(child) => release_async(&child, out).await,

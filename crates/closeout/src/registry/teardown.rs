@@ -345,24 +345,26 @@ impl Run {
             self.node_state[n as usize] = NodeState::Running;
             self.node_start[n as usize] = self.last_end.take().unwrap_or_else(|| self.start.elapsed());
             let owner = self.inner.owner();
-            if !runner::needs_runtime(&cleanup, timeout) {
-                let Call::Sync(f) = cleanup.into_call() else {
-                    unreachable!("needs_runtime is false only for sync")
-                };
-                let status = runner::run_inline(owner, f);
-                let end = self.start.elapsed();
-                if status.is_ok() {
-                    self.finish_deferred(n, end);
-                } else {
+            match (cleanup.into_call(), timeout) {
+                // Sync without a timeout: run it here, now.
+                (Call::Sync(f), None) => {
+                    let status = runner::run_inline(owner, f);
+                    let end = self.start.elapsed();
+                    if status.is_ok() {
+                        self.finish_deferred(n, end);
+                    } else {
+                        self.finish(n, status);
+                    }
+                    self.last_end = Some(end);
+                }
+                (call, timeout) if self.mode == Mode::Inline => {
+                    let status = runner::block_on(runner::run(owner, call, timeout))
+                        .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
                     self.finish(n, status);
                 }
-                self.last_end = Some(end);
-            } else if self.mode == Mode::Inline {
-                let status = runner::block_on(runner::run(owner, cleanup, timeout))
-                    .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
-                self.finish(n, status);
-            } else {
-                running.push(Box::pin(async move { (n, runner::run(owner, cleanup, timeout).await) }));
+                (call, timeout) => {
+                    running.push(Box::pin(async move { (n, runner::run(owner, call, timeout).await) }));
+                }
             }
         }
     }
