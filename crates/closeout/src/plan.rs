@@ -38,6 +38,10 @@ use crate::resource::{Category, Priority};
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Plan {
     phases: Vec<Phase>,
+    /// The exact order of a one-at-a-time teardown. Not the groups flattened: the engine
+    /// starts a resource as soon as its own dependents are done, which can put it ahead of
+    /// members of an earlier group.
+    order: Vec<String>,
     held: Vec<(String, SkipReason)>,
 }
 
@@ -124,12 +128,13 @@ impl Plan {
                 phases.push(Phase { priority: Priority::from_index(phase), groups });
             }
         }
+        let order = serial_order(st, g);
         let held = g
             .held
             .iter()
             .filter_map(|(sid, why)| st.slot(*sid).map(|s| (s.id.to_string(), why.clone())))
             .collect();
-        Plan { phases, held }
+        Plan { phases, order, held }
     }
 
     /// The phases, most urgent first.
@@ -137,9 +142,10 @@ impl Plan {
         &self.phases
     }
 
-    /// Every id in the order a one-at-a-time teardown (`max_concurrency(1)`) would run them.
+    /// Every id in the exact order a one-at-a-time teardown (`max_concurrency(1)`) runs them,
+    /// if nothing is registered or unregistered meanwhile.
     pub fn order(&self) -> Vec<&str> {
-        self.steps().map(|s| s.id.as_str()).collect()
+        self.order.iter().map(String::as_str).collect()
     }
 
     /// Every step, phase by phase, group by group.
@@ -161,6 +167,31 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.phases.is_empty()
     }
+}
+
+/// Replays the engine's scheduling with one cleanup at a time: pop the best ready node of the
+/// current phase, release its dependencies, move to the next phase when this one is empty.
+fn serial_order(st: &State, g: &Graph) -> Vec<String> {
+    let nodes = &g.nodes;
+    let mut pending: Vec<u32> = nodes.iter().map(|n| n.pending).collect();
+    let mut queues = ReadyQueues::new(nodes);
+    let mut order = Vec::with_capacity(nodes.len());
+    for phase in 0..4u8 {
+        while let Some(n) = queues.pop(phase) {
+            let node = &nodes[n as usize];
+            if let Some(slot) = st.slot(node.sid) {
+                order.push(slot.id.clone());
+            }
+            for &m in &node.deps {
+                pending[m as usize] -= 1;
+                if pending[m as usize] == 0 {
+                    let dep = &nodes[m as usize];
+                    queues.push(dep.phase.max(phase), dep.key(m));
+                }
+            }
+        }
+    }
+    order
 }
 
 impl fmt::Display for Plan {

@@ -241,6 +241,8 @@ proptest! {
                         _ => (Selection::All, model.live.keys().copied().collect()),
                     };
                     let set = model.cascade(selected);
+                    let plan: Vec<String> =
+                        registry.plan_for(&sel, &TeardownOptions::new()).order().into_iter().map(String::from).collect();
                     let before = log.lock().unwrap().len();
                     let report = if matches!(op, Op::Shutdown) {
                         model.closed = true;
@@ -248,6 +250,8 @@ proptest! {
                     } else {
                         registry.teardown_blocking(sel, TeardownOptions::new())
                     };
+                    let ran: Vec<String> = log.lock().unwrap()[before..].iter().map(|(k, _)| id(*k)).collect();
+                    prop_assert_eq!(&plan, &ran, "with max_concurrency 1 the plan is the order that runs");
                     check_teardown(&mut model, &report, &log, before, set);
                 }
             }

@@ -271,8 +271,25 @@ fn register_batch_is_all_or_nothing() {
     assert_eq!(err.into_resources().len(), 3);
     assert_eq!(r.len(), 1);
     assert_eq!(r.info("existing").unwrap().dependents, 0);
-    r.register_batch(vec![Resource::new("x", || ()), Resource::new("y", || ()).depends_on(["x"])]).unwrap();
-    assert_eq!(r.plan().order(), ["y", "existing", "x"]);
+    let log = Log::new();
+    r.register_batch(vec![
+        Resource::new("x", log.rec("x")),
+        Resource::new("y", log.rec("y")).depends_on(["x"]),
+    ])
+    .unwrap();
+    // `x` becomes ready when `y` is done and, registered later than `existing`, goes first.
+    assert_eq!(r.plan().order(), ["y", "x", "existing"]);
+    let serial = Registry::builder().max_concurrency(1).build().unwrap();
+    serial.register(Resource::new("existing", log.rec("existing"))).unwrap();
+    serial
+        .register_batch(vec![
+            Resource::new("x", log.rec("x")),
+            Resource::new("y", log.rec("y")).depends_on(["x"]),
+        ])
+        .unwrap();
+    let planned: Vec<String> = serial.plan().order().into_iter().map(String::from).collect();
+    serial.cleanup_all_blocking();
+    assert_eq!(log.entries(), planned);
 }
 
 #[test]
