@@ -82,7 +82,7 @@ impl Plan {
         // Dependents per node, to list what each step waits for.
         let mut after: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
         for (n, node) in nodes.iter().enumerate() {
-            for &m in &node.deps {
+            for &m in g.edges.of(node) {
                 after[m as usize].push(n as u32);
             }
         }
@@ -112,7 +112,7 @@ impl Plan {
                         .map(|s| s.id.to_string())
                         .collect(),
                 });
-                for &m in &node.deps {
+                for &m in g.edges.of(node) {
                     let m = m as usize;
                     pending[m] -= 1;
                     // Same phase: one group later than its latest dependent.
@@ -182,7 +182,7 @@ fn serial_order(st: &State, g: &Graph) -> Vec<String> {
             if let Some(slot) = st.slot(node.sid) {
                 order.push(slot.id.clone());
             }
-            for &m in &node.deps {
+            for &m in g.edges.of(node) {
                 pending[m as usize] -= 1;
                 if pending[m as usize] == 0 {
                     let dep = &nodes[m as usize];

@@ -157,10 +157,35 @@ pub struct ReportEntry {
     #[cfg_attr(feature = "serde", serde(flatten, with = "serde_impl::status"))]
     pub(crate) status: Status,
     pub(crate) cascaded: bool,
-    #[cfg_attr(feature = "serde", serde(rename = "start_ms", with = "serde_impl::millis"))]
-    pub(crate) start: Duration,
-    #[cfg_attr(feature = "serde", serde(rename = "duration_ms", with = "serde_impl::millis"))]
-    pub(crate) duration: Duration,
+    #[cfg_attr(feature = "serde", serde(rename = "start_ms"))]
+    pub(crate) start: Nanos,
+    #[cfg_attr(feature = "serde", serde(rename = "duration_ms"))]
+    pub(crate) duration: Nanos,
+}
+
+/// A duration in nanoseconds: half the size of `Duration`, which matters when a report holds
+/// an entry per resource. 2^64 ns is 584 years.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Nanos(u64);
+
+impl From<Duration> for Nanos {
+    fn from(d: Duration) -> Nanos {
+        Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<Nanos> for Duration {
+    fn from(n: Nanos) -> Duration {
+        Duration::from_nanos(n.0)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Nanos {
+    /// As milliseconds, fractional.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0 as f64 / 1e6)
+    }
 }
 
 impl ReportEntry {
@@ -190,11 +215,11 @@ impl ReportEntry {
     }
     /// When it started, from the start of the teardown.
     pub fn start(&self) -> Duration {
-        self.start
+        self.start.into()
     }
     /// How long its cleanup ran (zero when skipped).
     pub fn duration(&self) -> Duration {
-        self.duration
+        self.duration.into()
     }
 }
 
@@ -383,8 +408,8 @@ fn write_entry(f: &mut fmt::Formatter<'_>, e: &ReportEntry) -> fmt::Result {
         f,
         "  {:<9} {:>9} {:>10}  {} ({}, {}){}",
         e.status.label(),
-        fmt_duration(e.duration),
-        format!("+{}", fmt_duration(e.start)),
+        fmt_duration(e.duration()),
+        format!("+{}", fmt_duration(e.start())),
         DisplayId(e),
         e.category,
         e.priority,

@@ -309,8 +309,8 @@ impl Outcomes {
             priority: Priority::Medium,
             status,
             cascaded: false,
-            start: at - self.start,
-            duration: now - at,
+            start: (at - self.start).into(),
+            duration: (now - at).into(),
         });
     }
 

@@ -25,8 +25,10 @@ pub(crate) struct Node {
     /// Effective priority: the phase this node runs in.
     pub(crate) phase: u8,
     pub(crate) cascaded: bool,
-    /// In-run dependencies (node indices): they start only after this node finishes.
-    pub(crate) deps: Vec<u32>,
+    /// In-run dependencies (node indices) are `Edges::of(node)`: they start only after this
+    /// node finishes. A range into one shared array keeps the node at 32 bytes.
+    pub(crate) edges_start: u32,
+    pub(crate) edges_len: u32,
     /// In-run dependents not finished yet; the node may start at zero.
     pub(crate) pending: u32,
 }
@@ -38,9 +40,32 @@ impl Node {
     }
 }
 
+/// Every node's in-run dependencies, back to back (compressed sparse rows).
+#[derive(Default)]
+pub(crate) struct Edges(Vec<u32>);
+
+impl Edges {
+    pub(crate) fn of(&self, node: &Node) -> &[u32] {
+        let start = node.edges_start as usize;
+        &self.0[start..start + node.edges_len as usize]
+    }
+
+    pub(crate) fn at(&self, i: u32) -> u32 {
+        self.0[i as usize]
+    }
+
+    /// Appends a node's dependencies; returns its `(edges_start, edges_len)`.
+    pub(crate) fn push(&mut self, deps: impl IntoIterator<Item = u32>) -> (u32, u32) {
+        let start = self.0.len();
+        self.0.extend(deps);
+        (start as u32, (self.0.len() - start) as u32)
+    }
+}
+
 /// The selected graph.
 pub(crate) struct Graph {
     pub(crate) nodes: Vec<Node>,
+    pub(crate) edges: Edges,
     /// Slot index -> node index, `NIL` when not in the run.
     pub(crate) node_of: Vec<u32>,
     /// Selected but held back, with why; they stay registered.
@@ -139,40 +164,44 @@ pub(crate) fn build(state: &State, sel: &Selection, opts: &TeardownOptions) -> G
                 priority: slot.priority,
                 phase: slot.priority,
                 cascaded: m == 2,
-                deps: Vec::new(),
+                edges_start: 0,
+                edges_len: 0,
                 pending: 0,
             });
         }
     }
+    let mut edges = Edges::default();
     if any_edges && !opts.force {
-        link(state, &mut nodes, &node_of);
+        link(state, &mut nodes, &mut edges, &node_of);
     }
-    Graph { nodes, node_of, held }
+    Graph { nodes, edges, node_of, held }
 }
 
 /// Adds in-run edges, pending counts and effective priorities.
-fn link(state: &State, nodes: &mut [Node], node_of: &[u32]) {
+fn link(state: &State, nodes: &mut [Node], edges: &mut Edges, node_of: &[u32]) {
     for n in 0..nodes.len() {
         let idx = nodes[n].sid.0 as usize;
-        let deps: Vec<u32> = live_deps(state, idx).map(|d| node_of[d]).filter(|&m| m != NIL).collect();
-        for &m in &deps {
-            nodes[m as usize].pending += 1;
+        let (start, len) = edges.push(live_deps(state, idx).map(|d| node_of[d]).filter(|&m| m != NIL));
+        nodes[n].edges_start = start;
+        nodes[n].edges_len = len;
+        for i in start..start + len {
+            nodes[edges.at(i) as usize].pending += 1;
         }
-        nodes[n].deps = deps;
     }
     // Effective priority, dependencies first (Kahn's order on the reversed edges).
     let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
     let mut missing: Vec<usize> = Vec::with_capacity(nodes.len());
     for (n, node) in nodes.iter().enumerate() {
-        for &m in &node.deps {
+        for &m in edges.of(node) {
             dependents[m as usize].push(n as u32);
         }
-        missing.push(node.deps.len());
+        missing.push(node.edges_len as usize);
     }
     let mut queue: Vec<u32> = (0..nodes.len() as u32).filter(|&n| missing[n as usize] == 0).collect();
     while let Some(n) = queue.pop() {
         let n = n as usize;
-        let eff = nodes[n].deps.iter().map(|&m| nodes[m as usize].phase).fold(nodes[n].priority, u8::min);
+        let eff =
+            edges.of(&nodes[n]).iter().map(|&m| nodes[m as usize].phase).fold(nodes[n].priority, u8::min);
         nodes[n].phase = eff;
         for &a in &dependents[n] {
             missing[a as usize] -= 1;

@@ -30,7 +30,7 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::observer::{Event, notify};
 use crate::registry::Inner;
-use crate::registry::graph::{self, Graph, NIL, Node, ReadyQueues};
+use crate::registry::graph::{self, Edges, Graph, NIL, Node, ReadyQueues};
 use crate::registry::select::{Selection, TeardownOptions};
 use crate::registry::state::{SlotId, State};
 use crate::report::{CleanupError, Report, ReportEntry, SkipReason, Status};
@@ -210,6 +210,7 @@ struct Run {
     shared: Arc<RunShared>,
     mode: Mode,
     nodes: Vec<Node>,
+    edges: Edges,
     node_state: Vec<NodeState>,
     node_start: Vec<Duration>,
     node_of: Vec<u32>,
@@ -241,7 +242,7 @@ impl Run {
         opts: &TeardownOptions,
         mode: Mode,
     ) -> Run {
-        let Graph { nodes, node_of, held } = graph;
+        let Graph { nodes, edges, node_of, held } = graph;
         let start = Instant::now();
         let deadline = opts.deadline.or(inner.deadline);
         let n = nodes.len();
@@ -250,6 +251,7 @@ impl Run {
             node_state: vec![NodeState::Waiting; n],
             node_start: vec![Duration::ZERO; n],
             nodes,
+            edges,
             node_of,
             held,
             phase: 0,
@@ -447,16 +449,17 @@ impl Run {
             priority: crate::resource::Priority::from_index(node.priority),
             status,
             cascaded: node.cascaded,
-            start: self.node_start[n as usize],
-            duration,
+            start: self.node_start[n as usize].into(),
+            duration: duration.into(),
         });
     }
 
     /// One dependent fewer for each of `n`'s dependencies (invariant 3).
     fn release_deps(&mut self, n: u32) {
         self.node_state[n as usize] = NodeState::Done;
-        for i in 0..self.nodes[n as usize].deps.len() {
-            let m = self.nodes[n as usize].deps[i];
+        let (start, len) = (self.nodes[n as usize].edges_start, self.nodes[n as usize].edges_len);
+        for i in start..start + len {
+            let m = self.edges.at(i);
             let dep = &mut self.nodes[m as usize];
             dep.pending -= 1;
             if dep.pending == 0 && self.node_state[m as usize] == NodeState::Waiting {
@@ -497,13 +500,15 @@ impl Run {
             for &m in &deps {
                 self.nodes[m as usize].pending += 1;
             }
+            let (edges_start, edges_len) = self.edges.push(deps);
             let node = Node {
                 sid,
                 seq: slot.seq,
                 priority: own,
                 phase: eff.max(self.phase),
                 cascaded: !self.full,
-                deps,
+                edges_start,
+                edges_len,
                 pending: 0,
             };
             self.queues.push(node.phase, node.key(n));
@@ -565,8 +570,8 @@ impl Run {
                         priority: slot.priority(),
                         status: Status::Skipped(why),
                         cascaded,
-                        start: Duration::ZERO,
-                        duration: Duration::ZERO,
+                        start: Default::default(),
+                        duration: Default::default(),
                     });
                 }
             }
@@ -621,6 +626,7 @@ impl Run {
             shared,
             mode: Mode::Inline,
             nodes: Vec::new(),
+            edges: Edges::default(),
             node_state: Vec::new(),
             node_start: Vec::new(),
             node_of: Vec::new(),
