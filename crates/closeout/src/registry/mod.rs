@@ -75,7 +75,9 @@ use state::{State, check_timeout};
 ///
 /// Dropping the last `Registry` handle does **not** run its cleanups: a registry outlives
 /// scopes and is torn down explicitly (or by process hooks). What is still registered at that
-/// point is dropped unrun, with a `tracing` warning naming how many.
+/// point is dropped unrun, with a `tracing` warning naming how many. A cleanup that captures a
+/// clone of its own `Registry` keeps the registry alive until that cleanup runs (a reference
+/// cycle): such a registry is never dropped unless it is torn down or [`clear`](Registry::clear)ed.
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
