@@ -90,6 +90,9 @@ impl Plan {
         let mut level = vec![0usize; nodes.len()];
         let mut queues = ReadyQueues::new(nodes);
         let mut phases: Vec<Phase> = Vec::new();
+        // The pop sequence below is the engine's one-at-a-time order: best ready node first,
+        // dependencies pushed the moment they become ready. Groups only regroup it by level.
+        let mut order = Vec::with_capacity(nodes.len());
         for phase in 0..4u8 {
             let mut groups: Vec<Vec<PlanStep>> = Vec::new();
             while let Some(n) = queues.pop(phase) {
@@ -99,6 +102,7 @@ impl Plan {
                 if groups.len() <= lvl {
                     groups.resize_with(lvl + 1, Vec::new);
                 }
+                order.push(slot.id.clone());
                 groups[lvl].push(PlanStep {
                     id: slot.id.to_string(),
                     category: st.categories[slot.category as usize].clone(),
@@ -128,7 +132,6 @@ impl Plan {
                 phases.push(Phase { priority: Priority::from_index(phase), groups });
             }
         }
-        let order = serial_order(st, g);
         let held = g
             .held
             .iter()
@@ -167,31 +170,6 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.phases.is_empty()
     }
-}
-
-/// Replays the engine's scheduling with one cleanup at a time: pop the best ready node of the
-/// current phase, release its dependencies, move to the next phase when this one is empty.
-fn serial_order(st: &State, g: &Graph) -> Vec<String> {
-    let nodes = &g.nodes;
-    let mut pending: Vec<u32> = nodes.iter().map(|n| n.pending).collect();
-    let mut queues = ReadyQueues::new(nodes);
-    let mut order = Vec::with_capacity(nodes.len());
-    for phase in 0..4u8 {
-        while let Some(n) = queues.pop(phase) {
-            let node = &nodes[n as usize];
-            if let Some(slot) = st.slot(node.sid) {
-                order.push(slot.id.clone());
-            }
-            for &m in g.edges.of(node) {
-                pending[m as usize] -= 1;
-                if pending[m as usize] == 0 {
-                    let dep = &nodes[m as usize];
-                    queues.push(dep.phase.max(phase), dep.key(m));
-                }
-            }
-        }
-    }
-    order
 }
 
 impl fmt::Display for Plan {

@@ -188,9 +188,6 @@ impl State {
         if let Some(i) = custom.iter().position(|c| c == category) {
             return (i + Category::BUILTIN.len()) as u16;
         }
-        if let Some(i) = self.categories.iter().position(|c| c == category) {
-            return i as u16;
-        }
         self.categories.push(category.clone());
         self.counters.by_category.push(0);
         (self.categories.len() - 1) as u16

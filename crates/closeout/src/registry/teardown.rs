@@ -355,7 +355,7 @@ impl Run {
                     if status.is_ok() {
                         self.finish_deferred(n, end);
                     } else {
-                        self.finish(n, status);
+                        self.finish_at(n, status, end);
                     }
                     self.last_end = Some(end);
                 }
@@ -394,11 +394,15 @@ impl Run {
         self.halt = Some(SkipReason::Deadline);
     }
 
-    /// Records a finished node, frees its slot and readies what it was holding back.
+    /// Records a node that finished now, frees its slot and readies what it was holding back.
     fn finish(&mut self, n: u32, status: Status) {
+        self.finish_at(n, status, self.start.elapsed());
+    }
+
+    /// Like `finish`, for a node whose end the caller already read from the clock.
+    fn finish_at(&mut self, n: u32, status: Status, end: Duration) {
         // A deferred success goes first, so events and entries keep the order things ran in.
         self.flush_deferred();
-        let end = self.start.elapsed();
         let freed = {
             let mut st = self.inner.lock();
             self.inbox_dirty = !st.inbox.is_empty();
@@ -413,7 +417,6 @@ impl Run {
     /// resource, saving a lock round trip per resource on the sync path.
     fn finish_deferred(&mut self, n: u32, end: Duration) {
         self.flush_deferred();
-        self.node_state[n as usize] = NodeState::Done;
         self.deferred = Some((n, end));
         self.release_deps(n);
     }
