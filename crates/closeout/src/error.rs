@@ -81,6 +81,31 @@ pub enum Error {
     /// An invalid setting, such as `max_concurrency(0)`.
     #[error("invalid setting: {0}")]
     InvalidConfig(&'static str),
+    /// The scope was already released.
+    #[error("scope is already released")]
+    Released,
+    /// Spawning a tokio task or timer needs a tokio runtime on this thread.
+    #[error("no tokio runtime on this thread; spawn from inside one")]
+    NoRuntime,
+    /// The OS refused something (a thread, a signal handler).
+    #[error("{what}: {message}")]
+    Os {
+        /// What was being set up.
+        what: &'static str,
+        /// The kind of the OS error.
+        kind: std::io::ErrorKind,
+        /// The OS error's text.
+        message: String,
+    },
+    /// Process hooks are installed already; uninstall the first set before installing another.
+    #[error("process hooks are already installed")]
+    HooksInstalled,
+}
+
+impl Error {
+    pub(crate) fn os(what: &'static str, source: std::io::Error) -> Error {
+        Error::Os { what, kind: source.kind(), message: source.to_string() }
+    }
 }
 
 /// A rejected registration: the error and the resource, handed back.
@@ -250,3 +275,54 @@ impl<F> fmt::Display for Rejected<F> {
 }
 
 impl<F> std::error::Error for Rejected<F> {}
+
+/// Work offered to a [`Scope`](crate::Scope) or [`Registry`](crate::Registry) that could not be
+/// tracked: the reason, and the work itself, handed back unstarted.
+///
+/// ```
+/// use closeout::Owner;
+/// let scope = closeout::Scope::new();
+/// let _ = scope.release();
+/// let err = scope.spawn_thread("late", |_stop| 7).unwrap_err();
+/// assert_eq!(err.error(), &closeout::Error::Released);
+/// let work = err.into_inner();
+/// assert_eq!(work(closeout::StopFlag::new()), 7); // nothing was lost
+/// ```
+pub struct SpawnError<F> {
+    error: Error,
+    work: F,
+}
+
+impl<F> SpawnError<F> {
+    pub(crate) fn new(error: Error, work: F) -> Self {
+        SpawnError { error, work }
+    }
+
+    /// Why it was refused.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The work, unstarted.
+    pub fn into_inner(self) -> F {
+        self.work
+    }
+}
+
+impl<F> fmt::Debug for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnError").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl<F> fmt::Display for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; the work was handed back unstarted", self.error)
+    }
+}
+
+impl<F> std::error::Error for SpawnError<F> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}

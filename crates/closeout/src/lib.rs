@@ -86,8 +86,13 @@
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod cancel;
 mod error;
+#[cfg(all(feature = "hooks", unix))]
+pub mod hooks;
 mod observer;
+#[cfg(not(loom))]
+mod owner;
 mod plan;
 mod registry;
 mod report;
@@ -95,14 +100,29 @@ mod resource;
 mod runner;
 mod scope;
 mod sync;
+#[cfg(not(loom))]
+mod task;
+#[cfg(not(loom))]
+mod thread;
+#[cfg(not(loom))]
+mod timer;
 
-pub use error::{BatchError, Error, RegisterError, Rejected};
+pub use error::{BatchError, Error, RegisterError, Rejected, SpawnError};
 pub use observer::Event;
 pub use plan::{Phase, Plan, PlanStep};
 pub use registry::{Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions};
 pub use report::{CleanupError, Report, ReportEntry, SkipReason, Status, TeardownError, Totals};
 pub use resource::{BoxError, Category, IntoOutcome, MAX_TIMEOUT, Priority, Resource};
 pub use scope::{Handle, OwnedHandle, Scope};
+#[cfg(not(loom))]
+pub use {
+    owner::{DEFAULT_GRACE, Owner, Spawn},
+    task::Aborted,
+    thread::{Abandoned, JoinError, StopFlag, ThreadHandle},
+    timer::TimerHandle,
+};
+/// The token type of [`Scope::token`] and [`Registry::token`], re-exported from `tokio-util`.
+pub use tokio_util::sync::CancellationToken;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -185,13 +185,17 @@ pub enum Category {
     Event,
     /// Things whose release matters most.
     Critical,
+    /// Tracked async tasks and blocking jobs.
+    Task,
+    /// Tracked OS threads.
+    Thread,
     /// Anything else, by name.
     Custom(Cow<'static, str>),
 }
 
 impl Category {
     /// The built-in categories, in their fixed order.
-    pub(crate) const BUILTIN: [Category; 7] = [
+    pub(crate) const BUILTIN: [Category; 9] = [
         Category::Database,
         Category::File,
         Category::Process,
@@ -199,6 +203,8 @@ impl Category {
         Category::Network,
         Category::Event,
         Category::Critical,
+        Category::Task,
+        Category::Thread,
     ];
 
     /// A category with a name of your own.
@@ -224,6 +230,8 @@ impl Category {
             Category::Network => "network",
             Category::Event => "event",
             Category::Critical => "critical",
+            Category::Task => "task",
+            Category::Thread => "thread",
             Category::Custom(name) => name,
         }
     }

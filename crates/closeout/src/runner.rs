@@ -35,11 +35,20 @@ pub(crate) fn is_reentrant(owner: usize) -> bool {
     RUNNING.with(|r| r.borrow().contains(&owner))
 }
 
-/// Marks `owner` as running on this thread until dropped.
-struct Mark;
+/// Whether any closeout cleanup is running on this thread: a panic here is a cleanup's, caught
+/// and reported, and must not start a process-wide teardown.
+#[cfg(not(loom))]
+pub(crate) fn in_cleanup() -> bool {
+    RUNNING.with(|r| !r.borrow().is_empty())
+}
+
+/// Marks `owner` as running on this thread until dropped. A scope marks each release once
+/// (owner 0, which no registry address equals) rather than each action, to keep its hot path
+/// lean.
+pub(crate) struct Mark;
 
 impl Mark {
-    fn enter(owner: usize) -> Mark {
+    pub(crate) fn enter(owner: usize) -> Mark {
         RUNNING.with(|r| r.borrow_mut().push(owner));
         Mark
     }

@@ -6,9 +6,12 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::cancel::Cancel;
 use crate::error::Rejected;
 use crate::report::{Report, ReportEntry, Status};
 use crate::resource::{Call, Category, Cleanup, IntoOutcome, Priority};
@@ -119,8 +122,10 @@ pub struct Scope {
     parent: Option<OwnedHandle>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     stack: Mutex<Stack>,
+    /// A child's token is a child of its parent's.
+    parent: Option<Weak<Shared>>,
 }
 
 /// A doubly linked list threaded through a slab: push, cancel anywhere and pop are O(1), and
@@ -137,6 +142,7 @@ struct Stack {
     children: usize,
     next_seq: u32,
     released: bool,
+    cancel: Cancel,
 }
 
 struct Slot {
@@ -226,15 +232,44 @@ impl Stack {
         action
     }
 
-    /// Marks this stack released and returns everything it held, to run outside the lock.
-    fn take_all(&mut self) -> Stack {
-        std::mem::replace(self, Stack { released: true, ..Stack::new() })
+    /// Marks this stack released and returns everything it held, to run outside the lock,
+    /// with the token to cancel before any of it runs.
+    fn take_all(&mut self) -> (Stack, Option<CancellationToken>) {
+        let token = self.cancel.begin();
+        let cancel = std::mem::take(&mut self.cancel);
+        (std::mem::replace(self, Stack { released: true, cancel, ..Stack::new() }), token)
     }
 }
 
 impl Shared {
-    fn new() -> Arc<Shared> {
-        Arc::new(Shared { stack: Mutex::new(Stack::new()) })
+    fn new(parent: Option<Weak<Shared>>) -> Arc<Shared> {
+        Arc::new(Shared { stack: Mutex::new(Stack::new()), parent })
+    }
+
+    /// Takes every action out, marks the scope released, and cancels its token before any
+    /// action runs (cancel first).
+    fn take_all(&self) -> Stack {
+        let (stack, token) = self.lock().take_all();
+        if let Some(token) = token {
+            token.cancel();
+        }
+        stack
+    }
+
+    /// The scope's token; a child's is a child of its parent's. Locks one scope at a time.
+    pub(crate) fn token(&self) -> CancellationToken {
+        let parent = self.parent.as_ref().and_then(Weak::upgrade).map(|p| p.token());
+        self.lock().cancel.token(parent)
+    }
+
+    /// When release began, if it did: grace periods count from here.
+    pub(crate) fn cancelled_at(&self) -> Option<Instant> {
+        self.lock().cancel.cancelled_at()
+    }
+
+    /// Removes an action unrun (a tracked task that finished by itself).
+    pub(crate) fn remove(&self, idx: u32, generation: u32) -> bool {
+        self.lock().remove(idx, generation).is_some()
     }
 
     fn lock(&self) -> MutexGuard<'_, Stack> {
@@ -341,7 +376,8 @@ fn for_each_lifo(mut stack: Stack, mut f: impl FnMut(Action, Cow<'static, str>, 
 /// `has_async` answered (or no runtime could be built); they are run through the blocking path
 /// rather than dropped.
 fn release_sync(shared: &Shared, out: &mut Outcomes) {
-    let stack = shared.lock().take_all();
+    let _mark = runner::Mark::enter(0);
+    let stack = shared.take_all();
     for_each_lifo(stack, |action, name, seq| match action {
         Action::Cleanup(c) => {
             let at = out.clock(&name);
@@ -362,7 +398,7 @@ fn release_async<'a>(
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
     Box::pin(async move {
         let mut actions = Vec::new();
-        let stack = shared.lock().take_all();
+        let stack = shared.take_all();
         for_each_lifo(stack, |a, name, seq| actions.push((a, name, seq)));
         for (action, name, seq) in actions {
             match action {
@@ -408,7 +444,34 @@ impl Scope {
     /// assert!(scope.is_empty());
     /// ```
     pub fn new() -> Scope {
-        Scope { shared: Shared::new(), parent: None }
+        Scope { shared: Shared::new(None), parent: None }
+    }
+
+    /// The scope's [`CancellationToken`], cancelled the moment release begins, before any
+    /// action runs: work that watches it can wind down on its own. A child scope's token is a
+    /// child of its parent's, so releasing the parent cancels it too.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// let token = scope.token();
+    /// let t = token.clone();
+    /// scope.defer(move || assert!(t.is_cancelled()))?; // cancelled before actions run
+    /// scope.close();
+    /// assert!(token.is_cancelled());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn token(&self) -> CancellationToken {
+        self.shared.token()
+    }
+
+    /// Adds a prepared cleanup for a tracked task, thread or timer; hands it back if released.
+    pub(crate) fn attach(&self, name: Cow<'static, str>, cleanup: Cleanup) -> Result<OwnedHandle, Cleanup> {
+        let mut st = self.shared.lock();
+        if st.released {
+            return Err(cleanup);
+        }
+        let (idx, generation) = st.push(Action::Cleanup(cleanup), name);
+        Ok(OwnedHandle { shared: Arc::clone(&self.shared), idx, generation })
     }
 
     fn push(&self, action: Action, name: Cow<'static, str>) -> Result<Handle<'_>, Action> {
@@ -545,7 +608,7 @@ impl Scope {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn child(&self) -> Result<Scope, Rejected<()>> {
-        let child = Shared::new();
+        let child = Shared::new(Some(Arc::downgrade(&self.shared)));
         let handle =
             self.push(Action::Child(Arc::clone(&child)), Cow::Borrowed("")).map_err(|_| Rejected::new(()))?;
         Ok(Scope { shared: child, parent: Some(handle.into_owned()) })
@@ -567,7 +630,7 @@ impl Scope {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn take(&mut self) -> Scope {
-        let fresh = Shared::new();
+        let fresh = Shared::new(self.shared.parent.clone());
         let taken = std::mem::replace(&mut self.shared, fresh);
         if let Some(link) = self.parent.take() {
             let parent = Arc::clone(&link.shared);
@@ -759,6 +822,12 @@ pub struct OwnedHandle {
 }
 
 impl OwnedHandle {
+    /// The scope's state and the slot, for a tracked task to remove its own entry without
+    /// keeping the scope alive.
+    pub(crate) fn into_weak(self) -> (Weak<Shared>, u32, u32) {
+        (Arc::downgrade(&self.shared), self.idx, self.generation)
+    }
+
     /// Removes the action without running it; see [`Handle::cancel`].
     ///
     /// ```
@@ -806,7 +875,7 @@ mod tests {
         assert_ne!(d.1, b.1, "generation bumped");
         assert_eq!(st.slots.len(), 3);
         let mut names = Vec::new();
-        for_each_lifo(st.take_all(), |_, n, _| names.push(n));
+        for_each_lifo(st.take_all().0, |_, n, _| names.push(n));
         assert_eq!(names, ["d", "c", "a"]);
         let _ = (a, c);
     }

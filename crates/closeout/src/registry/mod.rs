@@ -8,7 +8,9 @@ mod teardown;
 
 use crate::sync::{Arc, Mutex, MutexGuard};
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 pub use select::{Selection, TeardownOptions};
 pub use stats::{ResourceInfo, Stats};
@@ -17,7 +19,7 @@ use crate::error::{BatchError, Error, RegisterError};
 use crate::observer::{Event, Observer, notify};
 use crate::plan::Plan;
 use crate::report::Report;
-use crate::resource::Resource;
+use crate::resource::{Category, Cleanup, Resource};
 use state::{State, check_timeout};
 
 /// Named resources with categories, priorities, timeouts and dependencies, torn down as a graph.
@@ -94,6 +96,27 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // No user code runs under this lock, so a poisoned lock's state is still consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the current teardown of everything began, if one did: grace periods count from here.
+    pub(crate) fn cancelled_at(&self) -> Option<Instant> {
+        self.lock().cancel.cancelled_at()
+    }
+
+    /// Removes a tracked task's entry unrun when the task finished by itself. A task being torn
+    /// down right now is left to its teardown.
+    pub(crate) fn detach(&self, id: &str) {
+        // The freed slot is dropped after the lock is released: its cleanup holds user state.
+        let _freed = {
+            let mut st = self.lock();
+            let Some(idx) = st.find(id) else { return };
+            let slot = &st.slots[idx as usize];
+            if slot.state != state::SlotState::Registered || slot.dependents > 0 {
+                return;
+            }
+            st.free(idx)
+        };
+        notify(self.observer.as_ref(), Event::Unregistered { id });
     }
 
     /// Identifies this registry to the re-entrancy check.
@@ -235,6 +258,57 @@ impl Registry {
     /// Configures a registry.
     pub fn builder() -> RegistryBuilder {
         RegistryBuilder::default()
+    }
+
+    /// The registry's [`CancellationToken`]: cancelled the moment a teardown of everything
+    /// ([`cleanup_all`](Registry::cleanup_all), [`shutdown`](Registry::shutdown)) begins, before
+    /// any cleanup runs, so work that watches it can wind down by itself. After a `cleanup_all`
+    /// the registry hands out a fresh token; after `shutdown` it stays cancelled.
+    ///
+    /// ```
+    /// let registry = closeout::Registry::new();
+    /// let token = registry.token();
+    /// let t = token.clone();
+    /// registry.register(closeout::Resource::new("check", move || assert!(t.is_cancelled())))?;
+    /// assert!(registry.shutdown_blocking().is_success());
+    /// assert!(token.is_cancelled());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn token(&self) -> CancellationToken {
+        self.lock().cancel.token(None)
+    }
+
+    /// Ids of the cleanups running right now (for a message when a teardown has to be cut
+    /// short).
+    ///
+    /// ```
+    /// assert!(closeout::Registry::new().running().is_empty());
+    /// ```
+    pub fn running(&self) -> Vec<String> {
+        self.lock().running()
+    }
+
+    /// Registers a tracked task, thread or timer under `name#n`; hands the cleanup back if the
+    /// registry refuses it (shut down or full).
+    pub(crate) fn attach(
+        &self,
+        name: &str,
+        category: Category,
+        cleanup: Cleanup,
+    ) -> Result<(String, std::sync::Weak<Inner>), (Error, Cleanup)> {
+        let id = {
+            let mut st = self.lock();
+            st.spawned += 1;
+            format!("{name}#{}", st.spawned)
+        };
+        let resource = Resource::with_cleanup(id.clone(), cleanup).category(category);
+        match self.register(resource) {
+            Ok(()) => Ok((id, Arc::downgrade(&self.inner))),
+            Err(e) => {
+                let (error, resource) = e.into_parts();
+                Err((error, resource.cleanup))
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -528,6 +602,14 @@ impl Registry {
     /// [`shutdown`](Registry::shutdown) from sync code.
     pub fn shutdown_blocking(&self) -> Report {
         teardown::teardown_blocking(&self.inner, Selection::All, TeardownOptions::default(), true)
+    }
+
+    /// [`shutdown_blocking`](Registry::shutdown_blocking) within an overall deadline: what the
+    /// process hooks run.
+    #[cfg(all(feature = "hooks", unix))]
+    pub(crate) fn shutdown_within(&self, deadline: Duration) -> Report {
+        let opts = TeardownOptions::new().deadline(deadline);
+        teardown::teardown_blocking(&self.inner, Selection::All, opts, true)
     }
 
     /// [`teardown`](Registry::teardown) from sync code.

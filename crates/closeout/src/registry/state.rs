@@ -108,6 +108,10 @@ pub(crate) struct State {
     pub(crate) inbox: Vec<SlotId>,
     /// The teardown running now, for concurrent calls to join (single flight).
     pub(crate) active: Option<crate::sync::Arc<crate::registry::teardown::RunShared>>,
+    /// The registry's token, cancelled when a teardown of everything begins.
+    pub(crate) cancel: crate::cancel::Cancel,
+    /// Numbers tracked tasks, threads and timers: their ids are `name#n`.
+    pub(crate) spawned: u64,
 }
 
 /// What a validated registration will store.
@@ -142,6 +146,8 @@ impl State {
             max_resources,
             default_timeout,
             run_active: false,
+            cancel: crate::cancel::Cancel::default(),
+            spawned: 0,
             inbox: Vec::new(),
             active: None,
         }
@@ -179,6 +185,8 @@ impl State {
             Category::Network => Some(4),
             Category::Event => Some(5),
             Category::Critical => Some(6),
+            Category::Task => Some(7),
+            Category::Thread => Some(8),
             Category::Custom(_) => None,
         };
         if let Some(i) = builtin {
@@ -375,6 +383,11 @@ impl State {
         let cleanup = slot.cleanup.take()?;
         slot.state = SlotState::Running;
         Some((cleanup, slot.timeout()))
+    }
+
+    /// Ids of the resources whose cleanup is running now.
+    pub(crate) fn running(&self) -> Vec<String> {
+        self.slots.iter().filter(|s| s.state == SlotState::Running).map(|s| s.id.clone()).collect()
     }
 
     /// Ids of live resources that depend on `idx` through a current edge.

@@ -126,7 +126,12 @@ fn begin(inner: &Arc<Inner>, sel: &Selection, opts: &TeardownOptions, close: boo
     st.run_active = true;
     st.inbox.clear();
     let mode = if mode == Mode::Blocking && st.needs_runtime == 0 { Mode::Inline } else { mode };
+    // Cancel first: a teardown of everything cancels the token before any cleanup runs.
+    let token = if *sel == Selection::All { st.cancel.begin() } else { None };
     drop(st);
+    if let Some(token) = token {
+        token.cancel();
+    }
     Role::Lead(Box::new(Run::new(Arc::clone(inner), shared, graph, sel, opts, mode)))
 }
 
@@ -548,6 +553,10 @@ impl Run {
             let mut st = self.inner.lock();
             st.run_active = false;
             st.active = None;
+            if self.full && !st.closed {
+                // Still usable: what is spawned from now on gets a fresh token.
+                st.cancel.reset();
+            }
             let joined = self.shared.joiners.load(Ordering::Relaxed) > 0;
             let reason = self.halt.clone().unwrap_or(SkipReason::Deadline);
             let mut skipped: Vec<(crate::registry::state::SlotId, SkipReason, bool)> = Vec::new();

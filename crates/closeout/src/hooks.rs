@@ -1,0 +1,652 @@
+//! Process hooks: SIGINT, SIGTERM, SIGHUP, SIGQUIT and panics run the teardown once.
+//!
+//! Why: a service's shutdown is where resources leak and processes hang — a handler that runs
+//! twice, a second Ctrl-C that is swallowed, a teardown waiting forever on one stuck cleanup, a
+//! panic that skips cleanup entirely. [`install`] sets up one process-wide dispatcher that
+//! handles all of these the same way:
+//!
+//! - **The first signal** starts the teardown of the target ([`Registry`] or [`Scope`]) on its
+//!   own thread, within [`Hooks::deadline`]. The target's token is cancelled before any cleanup
+//!   runs, and [`shutdown_signal`] resolves, so servers stop accepting first. When the teardown
+//!   ends, the report goes to [`Hooks::on_report`] (stderr by default) and the process ends
+//!   with the conventional status: the signal is re-raised with its default action, so a parent
+//!   sees "killed by SIGTERM" (`128 + n` in a shell).
+//! - **A second signal** during the teardown exits at once, after one line on stderr naming
+//!   what was still running. A third one is handled in the signal handler itself, in case even
+//!   that line cannot be written.
+//! - **The deadline** holds even when a cleanup ignores its own timeout: past it (plus
+//!   [`SLACK`]), the process exits anyway, naming what was still running.
+//! - **A panic** (in any thread, tokio tasks included) runs the teardown once, then the panic
+//!   hook that was installed before. A panic inside a cleanup is the cleanup's own: it is caught
+//!   and reported, and never starts a teardown.
+//! - **The normal path**: dropping the [`HookGuard`] at the end of `main` runs the teardown too,
+//!   then uninstalls the hooks. [`HookGuard::uninstall`] removes them without a teardown.
+//!
+//! Built on `signal-hook`, so every other handler in the process (`tokio::signal` included)
+//! keeps receiving its signals. Works in a plain program (the dispatcher has its own thread)
+//! and under tokio: cleanups run on a runtime of their own, so they progress even while the
+//! program's runtime is busy or blocked.
+//!
+//! # Failure behaviour
+//!
+//! - Only one set of hooks can be installed at a time ([`Error::HooksInstalled`]); put
+//!   everything in one registry, or register scopes and registries in it.
+//! - After [`uninstall`](HookGuard::uninstall) the signals get their default action back
+//!   (terminate). signal-hook cannot restore a handler installed without it before
+//!   [`install`]; such a handler is not called again.
+//! - Nothing here runs on SIGKILL, `std::process::exit` or `abort`: no process can.
+//!
+//! ```no_run
+//! use closeout::{Registry, Resource, hooks};
+//! use std::time::Duration;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let registry = Registry::new();
+//!     registry.register(Resource::new("pid-file", || std::fs::remove_file("/tmp/app.pid")))?;
+//!     let _hooks = hooks::Hooks::new(registry.clone()).deadline(Duration::from_secs(10)).install()?;
+//!     // ... run; Ctrl-C, SIGTERM, a panic or the end of main all tear down once ...
+//!     Ok(())
+//! }
+//! ```
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tokio::sync::Notify;
+
+use crate::{Error, Registry, Report, Scope};
+
+/// How long past its deadline a teardown may take before the process exits anyway: enough to
+/// collect and print the report of a teardown that ended right at its deadline.
+pub const SLACK: Duration = Duration::from_millis(200);
+
+/// The deadline when none is set.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The signals handled unless [`Hooks::signals`] says otherwise.
+pub const DEFAULT_SIGNALS: [i32; 4] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT];
+
+/// A signal number, displayed by name.
+///
+/// ```
+/// let s = closeout::hooks::Signal::from(signal_hook::consts::SIGTERM);
+/// assert_eq!(s.to_string(), "SIGTERM");
+/// assert_eq!(s.number(), 15);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Signal(i32);
+
+impl Signal {
+    /// The signal's number.
+    pub fn number(self) -> i32 {
+        self.0
+    }
+}
+
+impl From<i32> for Signal {
+    fn from(n: i32) -> Signal {
+        Signal(n)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match signal_hook::low_level::signal_name(self.0) {
+            Some(name) => f.write_str(name),
+            None => write!(f, "signal {}", self.0),
+        }
+    }
+}
+
+/// What started the teardown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trigger {
+    /// A signal.
+    Signal(Signal),
+    /// A panic (in any thread).
+    Panic,
+    /// The [`HookGuard`] was dropped or [`HookGuard::teardown`] was called: the normal path.
+    Exit,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::Signal(s) => write!(f, "{s}"),
+            Trigger::Panic => f.write_str("panic"),
+            Trigger::Exit => f.write_str("exit"),
+        }
+    }
+}
+
+/// What the hooks tear down: a [`Registry`] (shut down, so late registrations are refused) or
+/// a [`Scope`] (released). Made with `From`.
+#[derive(Clone)]
+pub struct Target(TargetKind);
+
+#[derive(Clone)]
+enum TargetKind {
+    Registry(Registry),
+    Scope(Arc<Scope>),
+}
+
+impl From<Registry> for Target {
+    fn from(r: Registry) -> Target {
+        Target(TargetKind::Registry(r))
+    }
+}
+
+impl From<Scope> for Target {
+    fn from(s: Scope) -> Target {
+        Target(TargetKind::Scope(Arc::new(s)))
+    }
+}
+
+impl From<Arc<Scope>> for Target {
+    fn from(s: Arc<Scope>) -> Target {
+        Target(TargetKind::Scope(s))
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            TargetKind::Registry(r) => f.debug_tuple("Target").field(r).finish(),
+            TargetKind::Scope(s) => f.debug_tuple("Target").field(s).finish(),
+        }
+    }
+}
+
+impl Target {
+    fn run(&self, deadline: Duration) -> Report {
+        match &self.0 {
+            TargetKind::Registry(r) => r.shutdown_within(deadline),
+            TargetKind::Scope(s) => s.release(),
+        }
+    }
+
+    fn running(&self) -> String {
+        match &self.0 {
+            TargetKind::Registry(r) => {
+                let ids = r.running();
+                if ids.is_empty() { "nothing".to_owned() } else { ids.join(", ") }
+            }
+            TargetKind::Scope(_) => "a scope action".to_owned(),
+        }
+    }
+}
+
+type ReportFn = Box<dyn Fn(&Report, Trigger) + Send + Sync>;
+
+/// Configures the process hooks; [`install`](Hooks::install) sets them up.
+///
+/// ```
+/// use closeout::{Registry, hooks::Hooks};
+/// use std::time::Duration;
+///
+/// let registry = Registry::new();
+/// let guard = Hooks::new(registry.clone())
+///     .deadline(Duration::from_secs(5))
+///     .signals(&[signal_hook::consts::SIGTERM])
+///     .panic(false)
+///     .on_report(|report, trigger| eprintln!("teardown on {trigger}:\n{report}"))
+///     .install()?;
+/// guard.uninstall(); // removes the hooks without tearing down
+/// # Ok::<(), closeout::Error>(())
+/// ```
+#[must_use = "nothing is installed until `install` is called"]
+pub struct Hooks {
+    target: Target,
+    deadline: Duration,
+    signals: Vec<i32>,
+    panic: bool,
+    exit: bool,
+    on_report: Option<ReportFn>,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("target", &self.target)
+            .field("deadline", &self.deadline)
+            .field("signals", &self.signals)
+            .field("panic", &self.panic)
+            .field("exit", &self.exit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hooks {
+    /// Hooks that tear `target` down, with the defaults: [`DEFAULT_SIGNALS`], panics,
+    /// [`DEFAULT_DEADLINE`], exit after a signal's teardown, and the report on stderr.
+    pub fn new(target: impl Into<Target>) -> Hooks {
+        Hooks {
+            target: target.into(),
+            deadline: DEFAULT_DEADLINE,
+            signals: DEFAULT_SIGNALS.to_vec(),
+            panic: true,
+            exit: true,
+            on_report: None,
+        }
+    }
+
+    /// The overall deadline of the teardown. A registry skips what has not started by then
+    /// (reported); past it plus [`SLACK`] the process exits regardless.
+    pub fn deadline(mut self, deadline: Duration) -> Hooks {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Which signals start the teardown.
+    pub fn signals(mut self, signals: &[i32]) -> Hooks {
+        self.signals = signals.to_vec();
+        self
+    }
+
+    /// Whether a panic starts the teardown (default: yes). A service that survives panics in
+    /// its tasks (they are caught by tokio) should turn this off.
+    pub fn panic(mut self, yes: bool) -> Hooks {
+        self.panic = yes;
+        self
+    }
+
+    /// Whether the process exits once a signal's teardown is done (default: yes). With `false`
+    /// the program goes on, and is expected to return from `main` after [`shutdown_signal`];
+    /// a further signal still exits at once.
+    pub fn exit_on_signal(mut self, yes: bool) -> Hooks {
+        self.exit = yes;
+        self
+    }
+
+    /// Receives every report the hooks produce, instead of the default: print it on stderr
+    /// when a signal or a panic triggered it, or when something failed.
+    pub fn on_report<F>(mut self, f: F) -> Hooks
+    where
+        F: Fn(&Report, Trigger) + Send + Sync + 'static,
+    {
+        self.on_report = Some(Box::new(f));
+        self
+    }
+
+    /// Installs the hooks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HooksInstalled`] if hooks are installed already; [`Error::InvalidConfig`] for
+    /// an empty signal list, a zero deadline, or a signal that cannot be handled (SIGKILL,
+    /// SIGSTOP, SIGSEGV…); [`Error::Os`] if the OS refused a handler or the dispatcher thread.
+    pub fn install(self) -> Result<HookGuard, Error> {
+        if self.deadline.is_zero() {
+            return Err(Error::InvalidConfig("the hooks' deadline must not be zero"));
+        }
+        if self.signals.is_empty() {
+            return Err(Error::InvalidConfig("the hooks need at least one signal"));
+        }
+        if self.signals.iter().any(|s| signal_hook::consts::FORBIDDEN.contains(s)) {
+            return Err(Error::InvalidConfig("SIGKILL, SIGSTOP, SIGILL, SIGFPE and SIGSEGV cannot be handled"));
+        }
+        let mut installed = lock(&INSTALLED);
+        if installed.is_some() {
+            return Err(Error::HooksInstalled);
+        }
+        let dispatch = Arc::new(Dispatch {
+            target: self.target,
+            deadline: self.deadline,
+            exit: self.exit,
+            on_report: self.on_report,
+            state: AtomicU8::new(IDLE),
+            done: (Mutex::new(None), Condvar::new()),
+            active: AtomicBool::new(true),
+        });
+        arm_defaults(&self.signals)?;
+        let signals = Signals::new(&self.signals).map_err(|e| Error::os("registering signal handlers", e))?;
+        let handle = signals.handle();
+        let thread = {
+            let dispatch = Arc::clone(&dispatch);
+            std::thread::Builder::new()
+                .name("closeout-signals".into())
+                .spawn(move || dispatch_signals(signals, &dispatch))
+                .map_err(|e| Error::os("starting the signal thread", e))?
+        };
+        let panic = self.panic.then(|| install_panic_hook(&dispatch));
+        RECEIVED.store(0, Ordering::SeqCst);
+        ARMED.get_or_init(default_flag).store(false, Ordering::SeqCst);
+        *installed = Some(Arc::clone(&dispatch));
+        Ok(HookGuard { dispatch, signals: Some((handle, thread)), panic, uninstalled: false })
+    }
+}
+
+/// Installs hooks with the defaults; see [`Hooks`].
+///
+/// # Errors
+///
+/// As [`Hooks::install`].
+///
+/// ```
+/// let registry = closeout::Registry::new();
+/// let guard = closeout::hooks::install(registry.clone())?;
+/// drop(guard); // the end of main: tears the registry down, then uninstalls
+/// assert!(registry.is_closed());
+/// # Ok::<(), closeout::Error>(())
+/// ```
+pub fn install(target: impl Into<Target>) -> Result<HookGuard, Error> {
+    Hooks::new(target).install()
+}
+
+/// Installed hooks. Dropping it runs the teardown (the normal path), waits for one already
+/// running, and uninstalls; [`uninstall`](HookGuard::uninstall) skips the teardown.
+#[must_use = "dropping the guard tears down and uninstalls at once"]
+pub struct HookGuard {
+    dispatch: Arc<Dispatch>,
+    signals: Option<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)>,
+    panic: Option<usize>,
+    uninstalled: bool,
+}
+
+impl fmt::Debug for HookGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookGuard").field("state", &self.dispatch.state.load(Ordering::SeqCst)).finish()
+    }
+}
+
+impl HookGuard {
+    /// Runs the teardown now (once: `None` if something else already ran or is running it, in
+    /// which case this waits for it to end), leaving the hooks installed.
+    pub fn teardown(&self) -> Option<Report> {
+        match self.dispatch.run_once(Trigger::Exit) {
+            Some(report) => Some(report),
+            None => {
+                self.dispatch.wait_done();
+                None
+            }
+        }
+    }
+
+    /// Removes the signal handlers and the panic hook without tearing down. The signals get
+    /// their default action back.
+    pub fn uninstall(mut self) {
+        self.remove();
+    }
+
+    fn remove(&mut self) {
+        if std::mem::replace(&mut self.uninstalled, true) {
+            return;
+        }
+        self.dispatch.active.store(false, Ordering::SeqCst);
+        if let Some((handle, thread)) = self.signals.take() {
+            handle.close();
+            let _ = thread.join();
+        }
+        if let Some(addr) = self.panic.take() {
+            restore_panic_hook(addr);
+        }
+        if let Some(armed) = ARMED.get() {
+            armed.store(true, Ordering::SeqCst);
+        }
+        *lock(&INSTALLED) = None;
+    }
+}
+
+impl Drop for HookGuard {
+    fn drop(&mut self) {
+        if self.uninstalled {
+            return;
+        }
+        if self.dispatch.run_once(Trigger::Exit).is_none() {
+            // A signal or a panic got there first: let it finish, and keep its exit status
+            // rather than ending with main's.
+            if let Some(Trigger::Signal(sig)) = self.dispatch.wait_done() {
+                if self.dispatch.exit {
+                    exit_with(sig);
+                }
+            }
+        }
+        self.remove();
+    }
+}
+
+/// Resolves when the installed hooks receive their first signal (at once if they already did),
+/// with that signal: the moment for a server to stop accepting. The teardown has begun by then
+/// and the target's token is cancelled.
+///
+/// Without installed hooks it waits until hooks are installed and receive a signal.
+///
+/// ```no_run
+/// # async fn serve() {}
+/// # #[tokio::main] async fn main() -> Result<(), closeout::Error> {
+/// let registry = closeout::Registry::new();
+/// let _hooks = closeout::hooks::Hooks::new(registry.clone()).exit_on_signal(false).install()?;
+/// tokio::select! {
+///     _ = serve() => {}
+///     sig = closeout::hooks::shutdown_signal() => eprintln!("stopping on {sig}"),
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn shutdown_signal() -> Signal {
+    let notify = SIGNALLED.get_or_init(Notify::new);
+    loop {
+        let notified = notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        let sig = RECEIVED.load(Ordering::SeqCst);
+        if sig != 0 {
+            return Signal(sig);
+        }
+        notified.await;
+    }
+}
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+
+/// The installed hooks, if any.
+static INSTALLED: Mutex<Option<Arc<Dispatch>>> = Mutex::new(None);
+/// The first signal received (0: none), for [`shutdown_signal`].
+static RECEIVED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static SIGNALLED: OnceLock<Notify> = OnceLock::new();
+/// When set, the handled signals take their default action right in the signal handler: after
+/// uninstall, and from the third signal on.
+static ARMED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// Signals that already have the conditional default action registered (once per process).
+static DEFAULTS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn default_flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Registers, once per signal, the default action that runs when [`ARMED`] is set.
+fn arm_defaults(signals: &[i32]) -> Result<(), Error> {
+    let armed = ARMED.get_or_init(default_flag);
+    armed.store(false, Ordering::SeqCst);
+    let mut done = lock(&DEFAULTS);
+    for &sig in signals {
+        if !done.contains(&sig) {
+            signal_hook::flag::register_conditional_default(sig, Arc::clone(armed))
+                .map_err(|e| Error::os("registering a signal handler", e))?;
+            done.push(sig);
+        }
+    }
+    Ok(())
+}
+
+struct Dispatch {
+    target: Target,
+    deadline: Duration,
+    exit: bool,
+    on_report: Option<ReportFn>,
+    state: AtomicU8,
+    /// What triggered the teardown, once it is done.
+    done: (Mutex<Option<Trigger>>, Condvar),
+    /// False once uninstalled: the panic hook passes through.
+    active: AtomicBool,
+}
+
+impl Dispatch {
+    /// Runs the teardown if nothing else has; `None` if something else has or is running it.
+    fn run_once(&self, trigger: Trigger) -> Option<Report> {
+        if self.state.compare_exchange(IDLE, RUNNING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return None;
+        }
+        let report = self.run_within_deadline(trigger);
+        if let Some(report) = &report {
+            self.publish(report, trigger);
+        }
+        self.state.store(DONE, Ordering::SeqCst);
+        *lock(&self.done.0) = Some(trigger);
+        self.done.1.notify_all();
+        report
+    }
+
+    /// Waits (bounded by the deadline) for a teardown started elsewhere; returns its trigger.
+    fn wait_done(&self) -> Option<Trigger> {
+        let limit = self.deadline + SLACK * 2;
+        let guard = lock(&self.done.0);
+        let (guard, _) = self
+            .done
+            .1
+            .wait_timeout_while(guard, limit, |t| t.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+
+    /// Runs the teardown on its own thread and waits at most deadline + slack for it; `None`
+    /// (after a line on stderr) if it did not end in time.
+    fn run_within_deadline(&self, trigger: Trigger) -> Option<Report> {
+        tracing::info!(%trigger, deadline = ?self.deadline, "closeout: teardown started by process hooks");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let target = self.target.clone();
+        let deadline = self.deadline;
+        let spawned = std::thread::Builder::new().name("closeout-teardown".into()).spawn(move || {
+            let _ = tx.send(target.run(deadline));
+        });
+        if spawned.is_err() {
+            // No thread to spare: run here, relying on the registry's own deadline.
+            return Some(self.target.run(deadline));
+        }
+        match rx.recv_timeout(deadline + SLACK) {
+            Ok(report) => Some(report),
+            Err(_) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "closeout: teardown (on {trigger}) passed its {deadline:?} deadline; still running: {}",
+                    self.target.running()
+                );
+                None
+            }
+        }
+    }
+
+    fn publish(&self, report: &Report, trigger: Trigger) {
+        match &self.on_report {
+            Some(f) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(report, trigger)));
+            }
+            None => {
+                if trigger != Trigger::Exit || !report.is_success() {
+                    let _ = writeln!(std::io::stderr(), "closeout: teardown on {trigger}\n{report}");
+                }
+            }
+        }
+    }
+
+    fn on_signal(self: &Arc<Self>, sig: i32) {
+        let signal = Signal(sig);
+        match self.state.load(Ordering::SeqCst) {
+            IDLE => {
+                let _ = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                if let Some(n) = SIGNALLED.get() {
+                    n.notify_waiters();
+                }
+                let dispatch = Arc::clone(self);
+                let coordinator = move || {
+                    if dispatch.run_once(Trigger::Signal(signal)).is_none() {
+                        // A panic or the guard started it a moment earlier.
+                        dispatch.wait_done();
+                    }
+                    if dispatch.exit {
+                        exit_with(signal);
+                    }
+                };
+                if std::thread::Builder::new().name("closeout-shutdown".into()).spawn(coordinator.clone()).is_err() {
+                    coordinator();
+                }
+            }
+            RUNNING => {
+                // From now on, the signal handler itself ends the process.
+                if let Some(armed) = ARMED.get() {
+                    armed.store(true, Ordering::SeqCst);
+                }
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "closeout: second {signal} during teardown; exiting now (still running: {})",
+                    self.target.running()
+                );
+                exit_with(signal);
+            }
+            _ => exit_with(signal),
+        }
+    }
+}
+
+fn dispatch_signals(mut signals: Signals, dispatch: &Arc<Dispatch>) {
+    for sig in signals.forever() {
+        dispatch.on_signal(sig);
+    }
+}
+
+/// Ends the process as the signal's default action would, so the parent sees the signal; if
+/// that action does not end it, exits with `128 + n`.
+fn exit_with(signal: Signal) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let _ = signal_hook::low_level::emulate_default_handler(signal.0);
+    std::process::exit(128 + signal.0)
+}
+
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync + 'static>;
+
+/// The hook that was installed before ours, restored on uninstall.
+static PREVIOUS_HOOK: Mutex<Option<Arc<PanicHook>>> = Mutex::new(None);
+
+/// Chains a panic hook that runs the teardown, then the previous hook. Returns the address of
+/// our hook, to recognise it on uninstall.
+fn install_panic_hook(dispatch: &Arc<Dispatch>) -> usize {
+    let previous: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+    *lock(&PREVIOUS_HOOK) = Some(Arc::clone(&previous));
+    let dispatch = Arc::clone(dispatch);
+    let hook: PanicHook = Box::new(move |info| {
+        if dispatch.active.load(Ordering::SeqCst) && !crate::runner::in_cleanup() {
+            dispatch.run_once(Trigger::Panic);
+        }
+        previous(info);
+    });
+    let addr = &*hook as *const (dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync) as *const () as usize;
+    std::panic::set_hook(hook);
+    addr
+}
+
+/// Puts the previous hook back if ours is still the current one; if another hook was chained
+/// on top of ours, leaves it (ours is inactive and only passes through).
+fn restore_panic_hook(ours: usize) {
+    let current = std::panic::take_hook();
+    let addr = &*current as *const (dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync) as *const () as usize;
+    let previous = lock(&PREVIOUS_HOOK).take();
+    match previous {
+        Some(previous) if addr == ours => {
+            drop(current);
+            std::panic::set_hook(Box::new(move |info| previous(info)));
+        }
+        _ => std::panic::set_hook(current),
+    }
+}

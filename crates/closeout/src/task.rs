@@ -1,0 +1,91 @@
+//! Tracked tokio tasks: the task side of [`Owner::spawn`](crate::Owner::spawn).
+//!
+//! The task is wrapped so that, when it ends, it records how (finished or panicked) in its
+//! [`WorkCell`]; its cleanup cancels the task's token, waits for that record until the grace
+//! period is over, and aborts the task otherwise.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, resume_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, SpawnError};
+use crate::owner::{self, Core, Ended, Spawn, WorkCell};
+use crate::resource::{Category, Cleanup};
+use crate::runner::panic_message;
+
+/// The error a tracked task is reported with when it did not finish within its grace period
+/// and was aborted.
+///
+/// ```
+/// use closeout::{Owner, Spawn, Status};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let scope = closeout::Scope::new();
+/// scope.spawn(Spawn::new("stuck").grace(Duration::ZERO), |_| std::future::pending::<()>())?;
+/// let report = scope.close_async().await;
+/// let Status::Failed(err) = report.get("stuck").unwrap().status() else { panic!() };
+/// assert!(err.get_ref().is::<closeout::Aborted>());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("did not finish within its {grace:?} grace period and was aborted")]
+pub struct Aborted {
+    /// The grace period it was given.
+    pub grace: Duration,
+}
+
+pub(crate) fn spawn<F, Fut>(
+    core: Core<'_>,
+    spawn: Spawn,
+    f: F,
+) -> Result<tokio::task::JoinHandle<Fut::Output>, SpawnError<F>>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return Err(owner::refused(Error::NoRuntime, f));
+    };
+    let token = owner::token(core).child_token();
+    let cell = WorkCell::new();
+    let cleanup = {
+        let (cell, token, grace) = (Arc::clone(&cell), token.clone(), spawn.grace);
+        Cleanup::from_future(async move {
+            token.cancel();
+            cell.wind_down(grace, |abort| {
+                if let Some(abort) = abort {
+                    abort.abort();
+                }
+                Box::new(Aborted { grace })
+            })
+            .await
+        })
+    };
+    let (link, owner_ref) = match owner::attach(core, spawn.name.clone(), Category::Task, cleanup) {
+        Ok(attached) => attached,
+        Err((error, _unrun)) => return Err(owner::refused(error, f)),
+    };
+    let fut = f(token);
+    let task_cell = Arc::clone(&cell);
+    let handle = rt.spawn(async move {
+        match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(out) => {
+                task_cell.ended(Ended::Finished);
+                out
+            }
+            Err(payload) => {
+                task_cell.ended(Ended::Panicked(panic_message(&*payload)));
+                // The JoinHandle reports the panic exactly as with `tokio::spawn`.
+                resume_unwind(payload)
+            }
+        }
+    });
+    cell.linked(link, owner_ref, Some(handle.abort_handle()));
+    Ok(handle)
+}
