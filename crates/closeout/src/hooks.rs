@@ -384,7 +384,11 @@ impl HookGuard {
             let _ = thread.join();
         }
         if let Some(addr) = self.panic.take() {
-            restore_panic_hook(addr);
+            // The hook cannot be changed while this thread unwinds; ours is inactive now and
+            // only passes through.
+            if !std::thread::panicking() {
+                restore_panic_hook(addr);
+            }
         }
         if let Some(armed) = ARMED.get() {
             armed.store(true, Ordering::SeqCst);

@@ -197,12 +197,13 @@ impl WorkCell {
         }
     }
 
-    /// The work's half: records how it ended. A finished piece removes its entry; a panicked
-    /// one keeps it, so the teardown report names it.
-    pub(crate) fn ended(&self, how: Ended) {
+    /// The work's half: records how it ended. A piece that finished before any teardown
+    /// removes its entry; one that panicked, or finished after being told to stop (`stopping`),
+    /// keeps it, so the teardown report says how it ended.
+    pub(crate) fn ended(&self, how: Ended, stopping: bool) {
         let link = {
             let mut st = self.lock();
-            let link = if matches!(how, Ended::Finished) { st.link.take() } else { None };
+            let link = if matches!(how, Ended::Finished) && !stopping { st.link.take() } else { None };
             st.ended = Some(how);
             link
         };

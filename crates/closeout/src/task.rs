@@ -71,16 +71,16 @@ where
         Ok(attached) => attached,
         Err((error, _unrun)) => return Err(owner::refused(error, f)),
     };
-    let fut = f(token);
+    let fut = f(token.clone());
     let task_cell = Arc::clone(&cell);
     let handle = rt.spawn(async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(out) => {
-                task_cell.ended(Ended::Finished);
+                task_cell.ended(Ended::Finished, token.is_cancelled());
                 out
             }
             Err(payload) => {
-                task_cell.ended(Ended::Panicked(panic_message(&*payload)));
+                task_cell.ended(Ended::Panicked(panic_message(&*payload)), true);
                 // The JoinHandle reports the panic exactly as with `tokio::spawn`.
                 resume_unwind(payload)
             }

@@ -193,17 +193,18 @@ where
     let slot = Arc::new(std::sync::Mutex::new(Some(f)));
     let thread_slot = Arc::clone(&slot);
     let thread_cell = Arc::clone(&cell);
+    let thread_stop = stop.clone();
     let spawned = std::thread::Builder::new().name(spawn.name.to_string()).spawn(move || {
         let Some(f) = thread_slot.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(f, stop)));
         let result = match result {
             Ok(value) => {
-                thread_cell.ended(Ended::Finished);
+                thread_cell.ended(Ended::Finished, thread_stop.is_stopped());
                 Ok(value)
             }
             Err(payload) => {
                 let msg = panic_message(&*payload);
-                thread_cell.ended(Ended::Panicked(msg.clone()));
+                thread_cell.ended(Ended::Panicked(msg.clone()), true);
                 Err(JoinError::Panicked(msg))
             }
         };

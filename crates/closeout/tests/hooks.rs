@@ -1,0 +1,194 @@
+//! Process hooks against real processes and real signals: each test starts
+//! `examples/signal_demo` in one mode, signals it, and checks the teardown log (one line per
+//! cleanup), the exit status and the stderr message. Every wait is bounded.
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+/// The example binary, built next to this test by `cargo test` / `cargo nextest`.
+fn demo() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("examples").join("signal_demo");
+    assert!(bin.exists(), "{} missing: cargo test builds examples; run through cargo", bin.display());
+    bin
+}
+
+struct Run {
+    child: Child,
+    dir: tempfile::TempDir,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// Starts the demo in `mode` and waits (bounded) for it to say it is ready, when it will.
+fn start(mode: &str, wait_ready: bool) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(demo())
+        .args([mode, dir.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    if wait_ready {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out).lines();
+            let _ = tx.send(lines.next().and_then(Result::ok));
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("demo did not start in 30 s");
+        assert_eq!(line.as_deref(), Some("ready"));
+    }
+    Run { child, dir, stderr }
+}
+
+impl Run {
+    fn signal(&self, sig: Signal) {
+        kill_process(Pid::from_child(&self.child), sig).unwrap();
+    }
+
+    /// Waits at most `limit` for the process to end; kills it and fails otherwise.
+    fn wait(mut self, limit: Duration) -> (ExitStatus, Vec<String>, String, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+                let stderr = self.stderr.join().unwrap();
+                return (status, log.lines().map(str::to_owned).collect(), stderr, start.elapsed());
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("process still running after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn sigterm_runs_the_teardown_once_in_order_and_ends_killed_by_sigterm() {
+    let run = start("plain", true);
+    run.signal(Signal::TERM);
+    let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+    assert_eq!(status.signal(), Some(libc_sig(Signal::TERM)), "status {status:?}; stderr: {stderr}");
+    // `cache` depends on `db`, so it goes first; each exactly once.
+    assert_eq!(log, ["cache", "db"]);
+    assert!(stderr.contains("teardown on SIGTERM"), "stderr: {stderr}");
+}
+
+#[test]
+fn sigint_and_sighup_run_the_teardown_once() {
+    for sig in [Signal::INT, Signal::HUP] {
+        let run = start("plain", true);
+        run.signal(sig);
+        let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+        assert_eq!(status.signal(), Some(libc_sig(sig)), "{sig:?}: {status:?}; stderr: {stderr}");
+        assert_eq!(log, ["cache", "db"], "{sig:?}");
+    }
+}
+
+#[test]
+fn under_tokio_the_token_stops_tasks_and_shutdown_signal_resolves() {
+    let run = start("tokio", true);
+    let dir = run.dir.path().to_owned();
+    run.signal(Signal::TERM);
+    let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+    assert_eq!(status.signal(), Some(libc_sig(Signal::TERM)), "stderr: {stderr}");
+    // The task saw its token cancelled and wound down by itself, before the teardown ended.
+    assert_eq!(sorted(log), ["cache", "db", "worker"]);
+    assert!(stderr.contains("worker#1") && stderr.contains("ok"), "report names the task: {stderr}");
+    assert_eq!(std::fs::read_to_string(dir.join("signal")).unwrap(), "SIGTERM");
+}
+
+#[test]
+fn a_hanging_cleanup_cannot_hold_the_process_past_its_deadline() {
+    let run = start("hang", true);
+    let sent = Instant::now();
+    run.signal(Signal::TERM);
+    let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+    let took = sent.elapsed();
+    assert_eq!(status.signal(), Some(libc_sig(Signal::TERM)), "stderr: {stderr}");
+    // `hangs` was registered last, so it runs first and never returns; the deadline (500 ms)
+    // plus the slack (200 ms) ends the process anyway, naming it.
+    assert!(stderr.contains("passed its 500ms deadline; still running: hangs"), "stderr: {stderr}");
+    assert!(log.len() <= 2);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn a_second_sigint_exits_at_once_naming_what_still_runs() {
+    let run = start("slow", true);
+    run.signal(Signal::INT);
+    // Bounded wait until the teardown is under way: `slow` (5 s) is running.
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    run.signal(Signal::INT);
+    let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+    assert_eq!(status.signal(), Some(libc_sig(Signal::INT)), "stderr: {stderr}");
+    assert!(stderr.contains("second SIGINT during teardown; exiting now (still running: slow)"), "stderr: {stderr}");
+    // Cut short: the cleanups after `slow` never ran.
+    assert!(log.is_empty(), "log: {log:?}");
+    assert!(sent.elapsed() < Duration::from_secs(4), "the second signal did not cut the 5 s cleanup short");
+}
+
+#[test]
+fn a_panic_in_main_runs_the_teardown_then_the_previous_hook() {
+    let run = start("panic-main", false);
+    let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(101));
+    assert_eq!(log, ["cache", "db"]);
+    let teardown = stderr.find("teardown on panic").expect("report printed");
+    let message = stderr.find("boom in main").expect("the previous hook printed the panic");
+    assert!(teardown < message, "teardown first, then the previous hook: {stderr}");
+}
+
+#[test]
+fn a_panic_in_a_thread_runs_the_teardown_once() {
+    let run = start("panic-thread", false);
+    let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(log, ["cache", "db"], "once, although the guard was dropped afterwards too");
+    assert!(stderr.contains("boom in a thread"));
+}
+
+#[test]
+fn a_deaf_thread_and_an_endless_blocking_job_do_not_hang_the_exit() {
+    let run = start("stuck", false);
+    let (status, log, stderr, took) = run.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(log, ["cache", "db"]);
+    assert!(stderr.contains("deaf#1") && stderr.contains("endless#2"), "stderr: {stderr}");
+    assert_eq!(stderr.matches("its thread was detached").count(), 2, "stderr: {stderr}");
+    assert!(took < Duration::from_secs(20));
+}
+
+#[test]
+fn returning_from_main_runs_the_teardown() {
+    let run = start("normal", false);
+    let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(log, ["cache", "db"]);
+}
+
+fn libc_sig(sig: Signal) -> i32 {
+    sig.as_raw()
+}
