@@ -23,7 +23,7 @@ fn demo() -> PathBuf {
 struct Run {
     child: Child,
     dir: tempfile::TempDir,
-    stderr: std::thread::JoinHandle<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 /// Starts the demo in `mode` and waits (bounded) for it to say it is ready, when it will.
@@ -52,7 +52,7 @@ fn start(mode: &str, wait_ready: bool) -> Run {
         let line = rx.recv_timeout(Duration::from_secs(30)).expect("demo did not start in 30 s");
         assert_eq!(line.as_deref(), Some("ready"));
     }
-    Run { child, dir, stderr }
+    Run { child, dir, stderr: Some(stderr) }
 }
 
 impl Run {
@@ -61,12 +61,12 @@ impl Run {
     }
 
     /// Waits at most `limit` for the process to end; kills it and fails otherwise.
-    fn wait(mut self, limit: Duration) -> (ExitStatus, Vec<String>, String, Duration) {
+    fn wait(&mut self, limit: Duration) -> (ExitStatus, Vec<String>, String, Duration) {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
-                let stderr = self.stderr.join().unwrap();
+                let stderr = self.stderr.take().map(|t| t.join().unwrap()).unwrap_or_default();
                 return (status, log.lines().map(str::to_owned).collect(), stderr, start.elapsed());
             }
             if start.elapsed() > limit {
@@ -86,7 +86,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 #[test]
 fn sigterm_runs_the_teardown_once_in_order_and_ends_killed_by_sigterm() {
-    let run = start("plain", true);
+    let mut run = start("plain", true);
     run.signal(Signal::TERM);
     let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
     assert_eq!(status.signal(), Some(libc_sig(Signal::TERM)), "status {status:?}; stderr: {stderr}");
@@ -98,7 +98,7 @@ fn sigterm_runs_the_teardown_once_in_order_and_ends_killed_by_sigterm() {
 #[test]
 fn sigint_and_sighup_run_the_teardown_once() {
     for sig in [Signal::INT, Signal::HUP] {
-        let run = start("plain", true);
+        let mut run = start("plain", true);
         run.signal(sig);
         let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
         assert_eq!(status.signal(), Some(libc_sig(sig)), "{sig:?}: {status:?}; stderr: {stderr}");
@@ -108,20 +108,19 @@ fn sigint_and_sighup_run_the_teardown_once() {
 
 #[test]
 fn under_tokio_the_token_stops_tasks_and_shutdown_signal_resolves() {
-    let run = start("tokio", true);
-    let dir = run.dir.path().to_owned();
+    let mut run = start("tokio", true);
     run.signal(Signal::TERM);
     let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
     assert_eq!(status.signal(), Some(libc_sig(Signal::TERM)), "stderr: {stderr}");
     // The task saw its token cancelled and wound down by itself, before the teardown ended.
     assert_eq!(sorted(log), ["cache", "db", "worker"]);
     assert!(stderr.contains("worker#1") && stderr.contains("ok"), "report names the task: {stderr}");
-    assert_eq!(std::fs::read_to_string(dir.join("signal")).unwrap(), "SIGTERM");
+    assert_eq!(std::fs::read_to_string(run.dir.path().join("signal")).unwrap(), "SIGTERM");
 }
 
 #[test]
 fn a_hanging_cleanup_cannot_hold_the_process_past_its_deadline() {
-    let run = start("hang", true);
+    let mut run = start("hang", true);
     let sent = Instant::now();
     run.signal(Signal::TERM);
     let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
@@ -136,7 +135,7 @@ fn a_hanging_cleanup_cannot_hold_the_process_past_its_deadline() {
 
 #[test]
 fn a_second_sigint_exits_at_once_naming_what_still_runs() {
-    let run = start("slow", true);
+    let mut run = start("slow", true);
     run.signal(Signal::INT);
     // Bounded wait until the teardown is under way: `slow` (5 s) is running.
     std::thread::sleep(Duration::from_millis(300));
@@ -152,7 +151,7 @@ fn a_second_sigint_exits_at_once_naming_what_still_runs() {
 
 #[test]
 fn a_panic_in_main_runs_the_teardown_then_the_previous_hook() {
-    let run = start("panic-main", false);
+    let mut run = start("panic-main", false);
     let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
     assert_eq!(status.code(), Some(101));
     assert_eq!(log, ["cache", "db"]);
@@ -163,7 +162,7 @@ fn a_panic_in_main_runs_the_teardown_then_the_previous_hook() {
 
 #[test]
 fn a_panic_in_a_thread_runs_the_teardown_once() {
-    let run = start("panic-thread", false);
+    let mut run = start("panic-thread", false);
     let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     assert_eq!(log, ["cache", "db"], "once, although the guard was dropped afterwards too");
@@ -172,7 +171,7 @@ fn a_panic_in_a_thread_runs_the_teardown_once() {
 
 #[test]
 fn a_deaf_thread_and_an_endless_blocking_job_do_not_hang_the_exit() {
-    let run = start("stuck", false);
+    let mut run = start("stuck", false);
     let (status, log, stderr, took) = run.wait(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     assert_eq!(log, ["cache", "db"]);
@@ -183,7 +182,7 @@ fn a_deaf_thread_and_an_endless_blocking_job_do_not_hang_the_exit() {
 
 #[test]
 fn returning_from_main_runs_the_teardown() {
-    let run = start("normal", false);
+    let mut run = start("normal", false);
     let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     assert_eq!(log, ["cache", "db"]);
