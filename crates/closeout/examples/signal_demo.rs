@@ -80,7 +80,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let _ = drained_tx.send(());
                 });
                 registry.register(
-                    Resource::new_async("server", drained_rx).timeout(Duration::from_secs(5)).depends_on(["cache"]),
+                    Resource::new_async("server", drained_rx)
+                        .timeout(Duration::from_secs(5))
+                        .depends_on(["cache"]),
                 )?;
                 let _guard = hooks.install()?;
                 ready();

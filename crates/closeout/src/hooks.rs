@@ -289,7 +289,9 @@ impl Hooks {
             return Err(Error::InvalidConfig("the hooks need at least one signal"));
         }
         if self.signals.iter().any(|s| signal_hook::consts::FORBIDDEN.contains(s)) {
-            return Err(Error::InvalidConfig("SIGKILL, SIGSTOP, SIGILL, SIGFPE and SIGSEGV cannot be handled"));
+            return Err(Error::InvalidConfig(
+                "SIGKILL, SIGSTOP, SIGILL, SIGFPE and SIGSEGV cannot be handled",
+            ));
         }
         let mut installed = lock(&INSTALLED);
         if installed.is_some() {
@@ -516,11 +518,8 @@ impl Dispatch {
     fn wait_done(&self) -> Option<Trigger> {
         let limit = self.deadline + SLACK * 2;
         let guard = lock(&self.done.0);
-        let (guard, _) = self
-            .done
-            .1
-            .wait_timeout_while(guard, limit, |t| t.is_none())
-            .unwrap_or_else(|p| p.into_inner());
+        let (guard, _) =
+            self.done.1.wait_timeout_while(guard, limit, |t| t.is_none()).unwrap_or_else(|p| p.into_inner());
         *guard
     }
 
@@ -582,7 +581,11 @@ impl Dispatch {
                         exit_with(signal);
                     }
                 };
-                if std::thread::Builder::new().name("closeout-shutdown".into()).spawn(coordinator.clone()).is_err() {
+                if std::thread::Builder::new()
+                    .name("closeout-shutdown".into())
+                    .spawn(coordinator.clone())
+                    .is_err()
+                {
                     coordinator();
                 }
             }
@@ -644,7 +647,8 @@ fn install_panic_hook(dispatch: &Arc<Dispatch>) -> usize {
 /// on top of ours, leaves it (ours is inactive and only passes through).
 fn restore_panic_hook(ours: usize) {
     let current = std::panic::take_hook();
-    let addr = &*current as *const (dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync) as *const () as usize;
+    let addr =
+        &*current as *const (dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync) as *const () as usize;
     let previous = lock(&PREVIOUS_HOOK).take();
     match previous {
         Some(previous) if addr == ours => {

@@ -114,6 +114,8 @@ pub use registry::{Registry, RegistryBuilder, ResourceInfo, Selection, Stats, Te
 pub use report::{CleanupError, Report, ReportEntry, SkipReason, Status, TeardownError, Totals};
 pub use resource::{BoxError, Category, IntoOutcome, MAX_TIMEOUT, Priority, Resource};
 pub use scope::{Handle, OwnedHandle, Scope};
+/// The token type of [`Scope::token`] and [`Registry::token`], re-exported from `tokio-util`.
+pub use tokio_util::sync::CancellationToken;
 #[cfg(not(loom))]
 pub use {
     owner::{DEFAULT_GRACE, Owner, Spawn},
@@ -121,8 +123,6 @@ pub use {
     thread::{Abandoned, JoinError, StopFlag, ThreadHandle},
     timer::TimerHandle,
 };
-/// The token type of [`Scope::token`] and [`Registry::token`], re-exported from `tokio-util`.
-pub use tokio_util::sync::CancellationToken;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -255,7 +255,11 @@ impl WorkCell {
     /// The cleanup's half: waits for the work to end until its grace period is over, then
     /// reports it; work still running is stopped by `stop` (abort a task; nothing can stop a
     /// thread) and reported with the error `stop` returns.
-    pub(crate) async fn wind_down(&self, grace: Duration, stop: impl FnOnce(Option<tokio::task::AbortHandle>) -> BoxError) -> Outcome {
+    pub(crate) async fn wind_down(
+        &self,
+        grace: Duration,
+        stop: impl FnOnce(Option<tokio::task::AbortHandle>) -> BoxError,
+    ) -> Outcome {
         let until = self.grace_end(grace);
         loop {
             if let Some(how) = self.lock().ended.take() {
@@ -410,7 +414,11 @@ pub trait Owner: sealed::Sealed {
     /// assert_eq!(job.join()?, 55);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn spawn_blocking<F, T>(&self, spawn: impl Into<Spawn>, f: F) -> Result<crate::ThreadHandle<T>, SpawnError<F>>
+    fn spawn_blocking<F, T>(
+        &self,
+        spawn: impl Into<Spawn>,
+        f: F,
+    ) -> Result<crate::ThreadHandle<T>, SpawnError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -437,7 +445,11 @@ pub trait Owner: sealed::Sealed {
     /// assert!(scope.close().is_success()); // stopped and joined
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn spawn_thread<F, T>(&self, spawn: impl Into<Spawn>, f: F) -> Result<crate::ThreadHandle<T>, SpawnError<F>>
+    fn spawn_thread<F, T>(
+        &self,
+        spawn: impl Into<Spawn>,
+        f: F,
+    ) -> Result<crate::ThreadHandle<T>, SpawnError<F>>
     where
         F: FnOnce(crate::StopFlag) -> T + Send + 'static,
         T: Send + 'static,

@@ -143,7 +143,10 @@ fn a_second_sigint_exits_at_once_naming_what_still_runs() {
     run.signal(Signal::INT);
     let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
     assert_eq!(status.signal(), Some(libc_sig(Signal::INT)), "stderr: {stderr}");
-    assert!(stderr.contains("second SIGINT during teardown; exiting now (still running: slow)"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("second SIGINT during teardown; exiting now (still running: slow)"),
+        "stderr: {stderr}"
+    );
     // Cut short: the cleanups after `slow` never ran.
     assert!(log.is_empty(), "log: {log:?}");
     assert!(sent.elapsed() < Duration::from_secs(4), "the second signal did not cut the 5 s cleanup short");
