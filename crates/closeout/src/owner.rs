@@ -56,12 +56,13 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub struct Spawn {
     pub(crate) name: Cow<'static, str>,
     pub(crate) grace: Duration,
+    pub(crate) depends_on: Vec<String>,
 }
 
 impl Spawn {
     /// Work called `name`, with [`DEFAULT_GRACE`].
     pub fn new(name: impl Into<Cow<'static, str>>) -> Spawn {
-        Spawn { name: name.into(), grace: DEFAULT_GRACE }
+        Spawn { name: name.into(), grace: DEFAULT_GRACE, depends_on: Vec::new() }
     }
 
     /// How long the work may take to end by itself once its owner's teardown began, before it
@@ -69,6 +70,31 @@ impl Spawn {
     /// once.
     pub fn grace(mut self, grace: Duration) -> Spawn {
         self.grace = grace;
+        self
+    }
+
+    /// In a [`Registry`]: resources this work uses, so it is stopped before them (see
+    /// [`Resource::depends_on`](crate::Resource::depends_on)). A scope orders by position and
+    /// ignores this.
+    ///
+    /// ```
+    /// use closeout::{Owner, Registry, Resource, Spawn};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("pool", || ()))?;
+    /// registry.spawn(Spawn::new("server").depends_on(["pool"]), |t| async move { t.cancelled().await })?;
+    /// let report = registry.shutdown().await;
+    /// let ids: Vec<_> = report.entries().iter().map(|e| e.id()).collect();
+    /// assert_eq!(ids, ["server#1", "pool"]); // the server stops before the pool it uses
+    /// # Ok(()) }
+    /// ```
+    pub fn depends_on<I, S>(mut self, ids: I) -> Spawn
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.depends_on.extend(ids.into_iter().map(Into::into));
         self
     }
 }
@@ -131,19 +157,19 @@ impl OwnerRef {
 /// Registers `cleanup` with the owner; on refusal, hands it back with the reason.
 pub(crate) fn attach(
     core: Core<'_>,
-    name: Cow<'static, str>,
+    spawn: &Spawn,
     category: Category,
     cleanup: Cleanup,
 ) -> Result<(Link, OwnerRef), (Error, Cleanup)> {
     match core {
         Core::Scope(scope) => {
-            let handle = scope.attach(name, cleanup).map_err(|c| (Error::Released, c))?;
+            let handle = scope.attach(spawn.name.clone(), cleanup).map_err(|c| (Error::Released, c))?;
             let (shared, idx, generation) = handle.into_weak();
             let owner = OwnerRef::Scope(shared.clone());
             Ok((Link::Scope { shared, idx, generation }, owner))
         }
         Core::Registry(registry) => {
-            let (id, inner) = registry.attach(&name, category, cleanup)?;
+            let (id, inner) = registry.attach(&spawn.name, category, &spawn.depends_on, cleanup)?;
             let owner = OwnerRef::Registry(inner.clone());
             Ok((Link::Registry { inner, id }, owner))
         }

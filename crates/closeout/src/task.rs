@@ -67,7 +67,7 @@ where
             .await
         })
     };
-    let (link, owner_ref) = match owner::attach(core, spawn.name.clone(), Category::Task, cleanup) {
+    let (link, owner_ref) = match owner::attach(core, &spawn, Category::Task, cleanup) {
         Ok(attached) => attached,
         Err((error, _unrun)) => return Err(owner::refused(error, f)),
     };

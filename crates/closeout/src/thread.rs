@@ -183,7 +183,7 @@ where
             cell.wind_down(grace, |_| Box::new(Abandoned { grace })).await
         })
     };
-    let (link, owner_ref) = match owner::attach(core, spawn.name.clone(), category, cleanup) {
+    let (link, owner_ref) = match owner::attach(core, &spawn, category, cleanup) {
         Ok(attached) => attached,
         Err((error, _unrun)) => return Err(owner::refused(error, f)),
     };

@@ -97,7 +97,7 @@ where
         })
     };
     let spawn = Spawn::new(name);
-    let (link, owner_ref) = match owner::attach(core, spawn.name.clone(), Category::Timer, cleanup) {
+    let (link, owner_ref) = match owner::attach(core, &spawn, Category::Timer, cleanup) {
         Ok(attached) => attached,
         Err((error, _unrun)) => return Err(owner::refused(error, f)),
     };

@@ -294,6 +294,7 @@ impl Registry {
         &self,
         name: &str,
         category: Category,
+        depends_on: &[String],
         cleanup: Cleanup,
     ) -> Result<(String, std::sync::Weak<Inner>), (Error, Cleanup)> {
         let id = {
@@ -301,7 +302,10 @@ impl Registry {
             st.spawned += 1;
             format!("{name}#{}", st.spawned)
         };
-        let resource = Resource::with_cleanup(id.clone(), cleanup).category(category);
+        let mut resource = Resource::with_cleanup(id.clone(), cleanup).category(category);
+        if !depends_on.is_empty() {
+            resource = resource.depends_on(depends_on.iter().cloned());
+        }
         match self.register(resource) {
             Ok(()) => Ok((id, Arc::downgrade(&self.inner))),
             Err(e) => {
