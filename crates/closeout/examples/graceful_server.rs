@@ -97,12 +97,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("listening on {}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    registry.spawn(Spawn::new("http").grace(Duration::from_secs(5)).depends_on(["pool"]), |token| async move {
-        // Stops accepting when the token is cancelled, then drains requests in flight.
-        let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
-        eprintln!("http: drained");
-        served
-    })?;
+    registry.spawn(
+        Spawn::new("http").grace(Duration::from_secs(5)).depends_on(["pool"]),
+        |token| async move {
+            // Stops accepting when the token is cancelled, then drains requests in flight.
+            let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+            eprintln!("http: drained");
+            served
+        },
+    )?;
 
     let _hooks = Hooks::new(registry.clone()).deadline(Duration::from_secs(15)).install()?;
     // Serve until a signal: the hooks tear everything down and end the process.

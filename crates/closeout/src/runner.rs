@@ -37,7 +37,7 @@ pub(crate) fn is_reentrant(owner: usize) -> bool {
 
 /// Whether any closeout cleanup is running on this thread: a panic here is a cleanup's, caught
 /// and reported, and must not start a process-wide teardown.
-#[cfg(not(loom))]
+#[cfg_attr(any(loom, not(all(feature = "hooks", unix))), allow(dead_code))]
 pub(crate) fn in_cleanup() -> bool {
     RUNNING.with(|r| !r.borrow().is_empty())
 }

@@ -203,8 +203,11 @@ fn graceful_server_drains_in_flight_requests_and_closes_in_dependency_order() {
     use std::net::TcpStream;
 
     let exe = demo().with_file_name("graceful_server");
-    let mut child =
-        Command::new(exe).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("graceful_server example");
+    let mut child = Command::new(exe)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("graceful_server example");
     let mut err = child.stderr.take().unwrap();
     let stderr = std::thread::spawn(move || {
         let mut s = String::new();
@@ -267,6 +270,8 @@ fn graceful_server_drains_in_flight_requests_and_closes_in_dependency_order() {
     // by the teardown, not by chance; the report lists them in the order they started.
     assert!(pos("http: drained") < pos("pool: closing 4 connections"), "{stderr}");
     assert!(pos("pool: closing") < pos("backend: stopped"), "{stderr}");
-    assert!(pos("  http#2 (task") < pos("  pool (database") && pos("  pool (database") < pos("  backend#1 (task"));
+    assert!(
+        pos("  http#2 (task") < pos("  pool (database") && pos("  pool (database") < pos("  backend#1 (task")
+    );
     assert!(stderr.contains("3 resource(s)") && stderr.contains("3 ok"), "{stderr}");
 }

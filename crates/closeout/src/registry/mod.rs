@@ -8,7 +8,7 @@ mod teardown;
 
 use crate::sync::{Arc, Mutex, MutexGuard};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ use crate::error::{BatchError, Error, RegisterError};
 use crate::observer::{Event, Observer, notify};
 use crate::plan::Plan;
 use crate::report::Report;
-use crate::resource::{Category, Cleanup, Resource};
+use crate::resource::Resource;
 use state::{State, check_timeout};
 
 /// Named resources with categories, priorities, timeouts and dependencies, torn down as a graph.
@@ -99,12 +99,14 @@ impl Inner {
     }
 
     /// When the current teardown of everything began, if one did: grace periods count from here.
-    pub(crate) fn cancelled_at(&self) -> Option<Instant> {
+    #[cfg(not(loom))]
+    pub(crate) fn cancelled_at(&self) -> Option<std::time::Instant> {
         self.lock().cancel.cancelled_at()
     }
 
     /// Removes a tracked task's entry unrun when the task finished by itself. A task being torn
     /// down right now is left to its teardown.
+    #[cfg(not(loom))]
     pub(crate) fn detach(&self, id: &str) {
         // The freed slot is dropped after the lock is released: its cleanup holds user state.
         let _freed = {
@@ -290,13 +292,14 @@ impl Registry {
 
     /// Registers a tracked task, thread or timer under `name#n`; hands the cleanup back if the
     /// registry refuses it (shut down or full).
+    #[cfg(not(loom))]
     pub(crate) fn attach(
         &self,
         name: &str,
-        category: Category,
+        category: crate::resource::Category,
         depends_on: &[String],
-        cleanup: Cleanup,
-    ) -> Result<(String, std::sync::Weak<Inner>), (Error, Cleanup)> {
+        cleanup: crate::resource::Cleanup,
+    ) -> Result<(String, std::sync::Weak<Inner>), (Error, crate::resource::Cleanup)> {
         let id = {
             let mut st = self.lock();
             st.spawned += 1;
@@ -610,7 +613,7 @@ impl Registry {
 
     /// [`shutdown_blocking`](Registry::shutdown_blocking) within an overall deadline: what the
     /// process hooks run.
-    #[cfg(all(feature = "hooks", unix))]
+    #[cfg(all(feature = "hooks", unix, not(loom)))]
     pub(crate) fn shutdown_within(&self, deadline: Duration) -> Report {
         let opts = TeardownOptions::new().deadline(deadline);
         teardown::teardown_blocking(&self.inner, Selection::All, opts, true)
