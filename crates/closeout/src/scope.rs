@@ -143,7 +143,14 @@ struct Stack {
     next_seq: u32,
     released: bool,
     cancel: Cancel,
+    /// New slots start at this generation: above every generation a dropped slab handed out,
+    /// so a handle from before a shrink can never match a slot made after it.
+    gen_base: u32,
 }
+
+/// A slab this large that empties is freed (see `Stack::remove`): memory follows what is live,
+/// not the most that ever was, e.g. after a million timeouts pending at once have all fired.
+const SHRINK_AT: usize = 4096;
 
 struct Slot {
     action: Option<Action>,
@@ -193,7 +200,14 @@ impl Stack {
             idx
         } else {
             let idx = u32::try_from(self.slots.len()).expect("more than 4 billion live actions");
-            self.slots.push(Slot { action: Some(action), name, seq, prev, next: NIL, generation: 0 });
+            self.slots.push(Slot {
+                action: Some(action),
+                name,
+                seq,
+                prev,
+                next: NIL,
+                generation: self.gen_base,
+            });
             idx
         };
         if prev != NIL {
@@ -229,7 +243,20 @@ impl Stack {
             self.tail = prev;
         }
         self.len -= 1;
+        if self.len == 0 && self.slots.len() >= SHRINK_AT {
+            self.shrink();
+        }
         action
+    }
+
+    /// Frees an empty slab.
+    #[cold]
+    fn shrink(&mut self) {
+        let top = self.slots.iter().map(|s| s.generation).max().unwrap_or(0);
+        self.gen_base = top.wrapping_add(1);
+        self.slots = Vec::new();
+        self.free = NIL;
+        self.tail = NIL;
     }
 
     /// Marks this stack released and returns everything it held, to run outside the lock,
@@ -237,7 +264,8 @@ impl Stack {
     fn take_all(&mut self) -> (Stack, Option<CancellationToken>) {
         let token = self.cancel.begin();
         let cancel = std::mem::take(&mut self.cancel);
-        (std::mem::replace(self, Stack { released: true, cancel, ..Stack::new() }), token)
+        let gen_base = self.gen_base;
+        (std::mem::replace(self, Stack { released: true, cancel, gen_base, ..Stack::new() }), token)
     }
 }
 
@@ -859,6 +887,21 @@ mod tests {
     #[test]
     fn slot_is_small() {
         assert!(std::mem::size_of::<Slot>() <= 48, "Slot is {} bytes", std::mem::size_of::<Slot>());
+    }
+
+    #[test]
+    fn an_emptied_large_slab_is_freed_and_old_handles_never_match_new_slots() {
+        let mut st = Stack::new();
+        let noop = || Action::Cleanup(Cleanup::from_fn(|| ()));
+        let handles: Vec<_> = (0..SHRINK_AT).map(|_| st.push(noop(), "".into())).collect();
+        for &(idx, generation) in &handles {
+            assert!(st.remove(idx, generation).is_some());
+        }
+        assert_eq!(st.slots.capacity(), 0, "the empty slab was freed");
+        let fresh = st.push(noop(), "".into());
+        assert_eq!(fresh.0, handles[0].0, "slot 0 again");
+        assert!(st.remove(handles[0].0, handles[0].1).is_none(), "a stale handle does not match");
+        assert!(st.remove(fresh.0, fresh.1).is_some());
     }
 
     #[test]
