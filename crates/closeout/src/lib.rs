@@ -9,7 +9,11 @@
 //! - a function or object owns several things to release, some async: a [`Scope`];
 //! - a service must shut down in dependency order, with per-step timeouts, concurrently where
 //!   possible, and tell you what failed or hung: a [`Registry`];
-//! - you want to see the teardown order before running it: a [`Plan`].
+//! - you want to see the teardown order before running it: a [`Plan`];
+//! - spawned work — tokio tasks, threads, blocking jobs, timers — must stop with its owner:
+//!   [`Owner`];
+//! - SIGINT, SIGTERM, a panic or the end of `main` must run the teardown exactly once, and a
+//!   stuck cleanup must never keep the process alive: [`hooks`].
 //!
 //! # Scope: a stack of cleanups
 //!
@@ -46,6 +50,27 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Spawned work and process hooks
+//!
+//! Every scope and registry owns a [`CancellationToken`] that is cancelled the moment its
+//! teardown begins, before any cleanup runs (cancel first). Work spawned through [`Owner`]
+//! watches it, gets a grace period, and is then aborted (tasks) or detached and reported
+//! (threads, blocking jobs). [`hooks::install`] ties a registry or scope to the process's
+//! signals and panics.
+//!
+//! ```no_run
+//! use closeout::{Owner, Registry, hooks};
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::new();
+//! registry.spawn("ticker", |token| async move {
+//!     while !token.is_cancelled() {
+//!         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+//!     }
+//! })?;
+//! let _hooks = hooks::install(registry.clone())?; // SIGTERM: cancel, wait, report, exit
+//! # Ok(()) }
+//! ```
+//!
 //! # Design
 //!
 //! - **One engine, two faces.** [`Scope`] and [`Registry`] share the cleanup runner, the
@@ -79,6 +104,7 @@
 //!
 //! # Features
 //!
+//! - `hooks` (default, Unix): the [`hooks`] module (`signal-hook`).
 //! - `serde`: `Serialize` for [`Report`], [`Plan`] and [`Stats`].
 //! - `full`: everything.
 
