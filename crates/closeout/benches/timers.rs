@@ -9,39 +9,15 @@
 //!
 //! Run: `cargo bench --bench timers`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use closeout::{Owner, Scope};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: defers to the system allocator and only counts sizes.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same layout, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same pointer and layout, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same pointer and layout, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
+use counting::live;
 
 fn rss_kib() -> i64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -100,9 +76,9 @@ fn main() {
             // Warm up with one wave of the same shape, so the runtime's and the allocator's
             // one-off growth is in "before": what is measured is what 1,000,000 more leave.
             warm_up(&scope, wave).await;
-            let (rss0, heap0) = (rss_kib(), LIVE.load(Ordering::Relaxed));
+            let (rss0, heap0) = (rss_kib(), live());
             fire(&scope, wave).await;
-            let (rss1, heap1) = (rss_kib(), LIVE.load(Ordering::Relaxed));
+            let (rss1, heap1) = (rss_kib(), live());
             println!(
                 "{:<28} {:>9} KiB {:>9} KiB {:>9} KiB {:>11} B",
                 label,

@@ -26,22 +26,21 @@ struct Run {
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
-/// Starts the demo in `mode` and waits (bounded) for it to say it is ready, when it will.
-fn start(mode: &str, wait_ready: bool) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(demo())
-        .args([mode, dir.path().to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Spawns `cmd` with piped output: stderr collected on a thread, and the first stdout line
+/// (waited for, bounded) when `first_line` is set.
+fn spawn_piped(
+    mut cmd: Command,
+    first_line: bool,
+) -> (Child, std::thread::JoinHandle<String>, Option<String>) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = child.stderr.take().unwrap();
     let stderr = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = err.read_to_string(&mut s);
         s
     });
-    if wait_ready {
+    let mut line = None;
+    if first_line {
         let (tx, rx) = std::sync::mpsc::channel();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -49,7 +48,18 @@ fn start(mode: &str, wait_ready: bool) -> Run {
             let _ = tx.send(lines.next().and_then(Result::ok));
             for _ in lines {}
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("demo did not start in 30 s");
+        line = rx.recv_timeout(Duration::from_secs(30)).expect("no first line within 30 s");
+    }
+    (child, stderr, line)
+}
+
+/// Starts the demo in `mode` and waits (bounded) for it to say it is ready, when it will.
+fn start(mode: &str, wait_ready: bool) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(demo());
+    cmd.args([mode, dir.path().to_str().unwrap()]);
+    let (child, stderr, line) = spawn_piped(cmd, wait_ready);
+    if wait_ready {
         assert_eq!(line.as_deref(), Some("ready"));
     }
     Run { child, dir, stderr: Some(stderr) }
@@ -199,50 +209,15 @@ fn libc_sig(sig: Signal) -> i32 {
 /// the pool after the server and the backend after the pool, then ends killed by SIGTERM.
 #[test]
 fn graceful_server_drains_in_flight_requests_and_closes_in_dependency_order() {
-    use std::io::Write;
-    use std::net::TcpStream;
-
-    let exe = demo().with_file_name("graceful_server");
-    let mut child = Command::new(exe)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("graceful_server example");
-    let mut err = child.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(out).lines();
-        let _ = tx.send(lines.next().and_then(Result::ok));
-        for _ in lines {}
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("server did not start").unwrap();
+    let (mut child, stderr, line) = spawn_piped(Command::new(demo().with_file_name("graceful_server")), true);
+    let line = line.expect("server did not start");
     let addr = line.strip_prefix("listening on ").expect("address line").to_owned();
 
-    // A request that takes 500 ms, in flight when the signal arrives.
-    let request = |path: &str| -> std::io::Result<String> {
-        let mut conn = TcpStream::connect(&addr)?;
-        conn.set_read_timeout(Some(Duration::from_secs(20)))?;
-        write!(conn, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")?;
-        let mut response = String::new();
-        conn.read_to_string(&mut response)?;
-        Ok(response)
-    };
+    let request = |path: &str| http_get(&addr, path);
     assert!(request("/").unwrap().contains("hello, 4 pooled connections"));
+    // A request that takes 500 ms, in flight when the signal arrives.
     let addr2 = addr.clone();
-    let in_flight = std::thread::spawn(move || {
-        let mut conn = TcpStream::connect(&addr2)?;
-        conn.set_read_timeout(Some(Duration::from_secs(20)))?;
-        write!(conn, "GET /slow HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")?;
-        let mut response = String::new();
-        conn.read_to_string(&mut response)?;
-        Ok::<_, std::io::Error>(response)
-    });
+    let in_flight = std::thread::spawn(move || http_get(&addr2, "/slow"));
     std::thread::sleep(Duration::from_millis(150));
     kill_process(Pid::from_child(&child), Signal::TERM).unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -274,4 +249,15 @@ fn graceful_server_drains_in_flight_requests_and_closes_in_dependency_order() {
         pos("  http#2 (task") < pos("  pool (database") && pos("  pool (database") < pos("  backend#1 (task")
     );
     assert!(stderr.contains("3 resource(s)") && stderr.contains("3 ok"), "{stderr}");
+}
+
+/// One HTTP/1.1 GET over a fresh connection: the whole response, or the connection's error.
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    Ok(response)
 }
