@@ -528,3 +528,25 @@ fn info_keeps_description_metadata_timeout_and_dependencies() {
     assert_eq!(r.info("db").unwrap().dependents, 1);
     assert!(r.info("nope").is_none());
 }
+
+/// Found by the model test: a dependency outside a subset teardown still sets the phase. `b`
+/// uses the `Critical` resource `crit`, so `b` is in the `Critical` phase and goes before the
+/// `High` resource `a`, even though `crit` itself is not torn down.
+#[test]
+fn a_subset_teardown_counts_dependencies_outside_it_for_phases() {
+    use closeout::{Priority, Selection, TeardownOptions};
+    let registry = Registry::builder().max_concurrency(1).build().unwrap();
+    let log = Log::new();
+    registry.register(Resource::new("crit", log.rec("crit")).priority(Priority::Critical)).unwrap();
+    registry.register(Resource::new("a", log.rec("a")).priority(Priority::High).tag("t")).unwrap();
+    registry
+        .register(Resource::new("b", log.rec("b")).priority(Priority::Medium).tag("t").depends_on(["crit"]))
+        .unwrap();
+    let sel = Selection::tag("t");
+    let plan = registry.plan_for(&sel, &TeardownOptions::new());
+    assert_eq!(plan.order(), ["b", "a"]);
+    let report = registry.teardown_blocking(sel, TeardownOptions::new());
+    assert!(report.is_success());
+    assert_eq!(log.entries(), ["b", "a"]);
+    assert!(registry.contains("crit"));
+}

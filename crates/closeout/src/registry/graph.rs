@@ -197,11 +197,19 @@ fn link(state: &State, nodes: &mut [Node], edges: &mut Edges, node_of: &[u32]) {
         }
         missing.push(node.edges_len as usize);
     }
+    // Dependencies outside this run still count: a resource that uses a `Critical` one is in
+    // the `Critical` phase even when only it is torn down.
+    let mut memo: Vec<u8> = Vec::new();
+    for node in nodes.iter_mut() {
+        let idx = node.sid.0 as usize;
+        for d in live_deps(state, idx).filter(|&d| node_of[d] == NIL) {
+            node.phase = node.phase.min(slot_effective(state, d, &mut memo));
+        }
+    }
     let mut queue: Vec<u32> = (0..nodes.len() as u32).filter(|&n| missing[n as usize] == 0).collect();
     while let Some(n) = queue.pop() {
         let n = n as usize;
-        let eff =
-            edges.of(&nodes[n]).iter().map(|&m| nodes[m as usize].phase).fold(nodes[n].priority, u8::min);
+        let eff = edges.of(&nodes[n]).iter().map(|&m| nodes[m as usize].phase).fold(nodes[n].phase, u8::min);
         nodes[n].phase = eff;
         for &a in &dependents[n] {
             missing[a as usize] -= 1;
@@ -210,6 +218,29 @@ fn link(state: &State, nodes: &mut [Node], edges: &mut Edges, node_of: &[u32]) {
             }
         }
     }
+}
+
+/// The effective priority of a live slot over the whole registry: the most urgent of its own
+/// and its dependencies', transitively. Iterative (dependency chains can be long) and memoized
+/// in `memo` (`u8::MAX` = not yet known), which is sized on first use.
+fn slot_effective(state: &State, idx: usize, memo: &mut Vec<u8>) -> u8 {
+    const UNKNOWN: u8 = u8::MAX;
+    if memo.is_empty() {
+        memo.resize(state.slots.len(), UNKNOWN);
+    }
+    let mut stack = vec![(idx, false)];
+    while let Some((i, expanded)) = stack.pop() {
+        if memo[i] != UNKNOWN {
+            continue;
+        }
+        if expanded {
+            memo[i] = live_deps(state, i).map(|d| memo[d]).fold(state.slots[i].priority, u8::min);
+        } else {
+            stack.push((i, true));
+            stack.extend(live_deps(state, i).filter(|&d| memo[d] == UNKNOWN).map(|d| (d, false)));
+        }
+    }
+    memo[idx]
 }
 
 /// Ready nodes of each phase: sorted initial batches plus a heap for nodes that become ready
