@@ -7,9 +7,10 @@
 //! one ended.
 //!
 //! Every piece of work follows the same rule, in this order:
-//! 1. **Cancel first.** The owner's token is cancelled the moment its teardown begins; each piece
-//!    of work also gets its own child token (a [`StopFlag`](crate::StopFlag) for threads) that its
-//!    own cleanup cancels, so tearing down only part of a registry stops only that part.
+//! 1. **Cancel first.** The owner's token is cancelled the moment its teardown begins. In a
+//!    registry each piece of work also gets its own child token (a
+//!    [`StopFlag`](crate::StopFlag) for threads) that its own cleanup cancels, so tearing down
+//!    only part of a registry stops only that part; in a scope, work shares the scope's token.
 //! 2. **Grace.** The cleanup waits for the work to end by itself, until the grace period
 //!    ([`Spawn::grace`]) counted from when the owner's teardown began: many tasks in one scope
 //!    share one grace period instead of waiting one after another.
@@ -318,11 +319,18 @@ fn report(how: Ended) -> Outcome {
     }
 }
 
-/// The owner's token.
-pub(crate) fn token(core: Core<'_>) -> CancellationToken {
+/// The token a piece of work watches, and a handle to it for the work's cleanup to cancel when
+/// it is the work's own. In a registry the work gets its own child of the registry's token, so a
+/// teardown of only that resource stops only that work. A scope is only ever released whole,
+/// after cancelling its token, so its work shares the scope's token and its cleanup has nothing
+/// to cancel: an allocation and several token clones (each a lock) less per spawn.
+pub(crate) fn work_token(core: Core<'_>) -> (CancellationToken, Option<CancellationToken>) {
     match core {
-        Core::Scope(s) => s.token(),
-        Core::Registry(r) => r.token(),
+        Core::Scope(s) => (s.token(), None),
+        Core::Registry(r) => {
+            let own = r.token().child_token();
+            (own.clone(), Some(own))
+        }
     }
 }
 
@@ -385,8 +393,9 @@ impl sealed::Sealed for Registry {
 /// # Ok(()) }
 /// ```
 pub trait Owner: sealed::Sealed {
-    /// Spawns a tokio task, tracked. `f` receives the task's own [`CancellationToken`]
-    /// (cancelled when the owner's teardown begins) and returns the future to run.
+    /// Spawns a tokio task, tracked. `f` receives a [`CancellationToken`] — cancelled when the
+    /// owner's teardown begins, or (in a registry) when only this task is torn down — and
+    /// returns the future to run.
     ///
     /// At teardown the task is cancelled, given its grace period, then aborted. The report
     /// says `Ok` for a task that finished, `Failed` (aborted) for one that did not, and

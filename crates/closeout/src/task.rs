@@ -52,12 +52,14 @@ where
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return Err(owner::refused(Error::NoRuntime, f));
     };
-    let token = owner::token(core).child_token();
+    let (token, own) = owner::work_token(core);
     let cell = WorkCell::new();
     let cleanup = {
-        let (cell, token, grace) = (Arc::clone(&cell), token.clone(), spawn.grace);
+        let (cell, grace) = (Arc::clone(&cell), spawn.grace);
         Cleanup::from_future(async move {
-            token.cancel();
+            if let Some(own) = own {
+                own.cancel();
+            }
             cell.wind_down(grace, |abort| {
                 if let Some(abort) = abort {
                     abort.abort();
@@ -71,12 +73,13 @@ where
         Ok(attached) => attached,
         Err((error, _unrun)) => return Err(owner::refused(error, f)),
     };
-    let fut = f(token.clone());
+    let watch = token.clone();
+    let fut = f(token);
     let task_cell = Arc::clone(&cell);
     let handle = rt.spawn(async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(out) => {
-                task_cell.ended(Ended::Finished, token.is_cancelled());
+                task_cell.ended(Ended::Finished, watch.is_cancelled());
                 out
             }
             Err(payload) => {

@@ -19,7 +19,7 @@ use crate::owner::{self, Core, Ended, Spawn, WorkCell};
 use crate::resource::{Category, Cleanup};
 use crate::runner::panic_message;
 
-/// Tells a tracked thread to stop. Set when its owner's teardown begins (it is a child of the
+/// Tells a tracked thread to stop. Set when its owner's teardown begins (it is built on the
 /// owner's token) or when its own cleanup runs; the thread checks it, or sleeps on it with
 /// [`wait_timeout`](StopFlag::wait_timeout) so that stopping wakes it at once.
 ///
@@ -174,12 +174,15 @@ where
     F: Send + 'static,
     T: Send + 'static,
 {
-    let stop = StopFlag { token: owner::token(core).child_token() };
+    let (token, own) = owner::work_token(core);
+    let stop = StopFlag { token };
     let cell = WorkCell::new();
     let cleanup = {
-        let (cell, stop, grace) = (Arc::clone(&cell), stop.clone(), spawn.grace);
+        let (cell, grace) = (Arc::clone(&cell), spawn.grace);
         Cleanup::from_future(async move {
-            stop.stop();
+            if let Some(own) = own {
+                own.cancel();
+            }
             cell.wind_down(grace, |_| Box::new(Abandoned { grace })).await
         })
     };
