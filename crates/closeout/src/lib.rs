@@ -116,9 +116,12 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod cancel;
+mod clock;
 mod error;
 #[cfg(all(feature = "hooks", unix, not(loom)))]
 pub mod hooks;
+#[cfg(not(loom))]
+pub mod leak;
 mod observer;
 #[cfg(not(loom))]
 mod owner;

@@ -347,6 +347,8 @@ pub(crate) struct Extra {
     pub(crate) description: Option<String>,
     pub(crate) metadata: Vec<(String, String)>,
     pub(crate) depends_on: Vec<String>,
+    /// Where it was registered, captured in leak-backtrace mode.
+    pub(crate) backtrace: Option<std::sync::Arc<std::backtrace::Backtrace>>,
 }
 
 impl Resource {
@@ -394,7 +396,7 @@ impl Resource {
         }
     }
 
-    fn extra_mut(&mut self) -> &mut Extra {
+    pub(crate) fn extra_mut(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Box::default)
     }
 

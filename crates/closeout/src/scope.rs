@@ -776,6 +776,8 @@ impl Drop for Scope {
             st.len
         };
         if self.shared.has_async() {
+            #[cfg(not(loom))]
+            crate::leak::scope_dropped_with_async(pending);
             tracing::warn!(
                 pending,
                 "closeout: Scope dropped with async actions; blocking this thread to run them (use close_async to await)"

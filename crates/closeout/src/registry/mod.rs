@@ -130,6 +130,8 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let st = self.lock();
+        #[cfg(not(loom))]
+        crate::leak::registry_dropped(&st);
         if st.len > 0 {
             tracing::warn!(
                 resources = st.len,
@@ -338,7 +340,9 @@ impl Registry {
     /// assert!(matches!(err.error(), Error::UnknownDependency { .. }));
     /// assert!(registry.is_empty());
     /// ```
-    pub fn register(&self, resource: Resource) -> Result<(), RegisterError> {
+    pub fn register(&self, mut resource: Resource) -> Result<(), RegisterError> {
+        #[cfg(not(loom))]
+        crate::leak::note_registration(&mut resource);
         let sid = self.lock().register(resource)?;
         self.announce(&[sid]);
         Ok(())
@@ -514,6 +518,24 @@ impl Registry {
         Stats::of(&self.lock())
     }
 
+    /// What the leak tracker reports of resources registered at least `older_than` ago:
+    /// (seq, id, age, registration backtrace).
+    #[cfg(not(loom))]
+    pub(crate) fn stale_for_leaks(&self, older_than: Duration) -> Vec<crate::leak::StaleResource> {
+        let st = self.lock();
+        st.slots
+            .iter()
+            .filter(|s| s.state != state::SlotState::Vacant && st.age(s) >= older_than)
+            .map(|s| crate::leak::StaleResource {
+                registry: Arc::as_ptr(&self.inner) as usize,
+                seq: s.seq,
+                id: s.id.clone(),
+                age: st.age(s),
+                backtrace: s.extra.as_ref().and_then(|e| e.backtrace.clone()),
+            })
+            .collect()
+    }
+
     /// Resources registered longer ago than `older_than`, oldest first.
     ///
     /// ```
@@ -622,6 +644,17 @@ impl Registry {
     /// [`teardown`](Registry::teardown) from sync code.
     pub fn teardown_blocking(&self, selection: Selection, options: TeardownOptions) -> Report {
         teardown::teardown_blocking(&self.inner, selection, options, false)
+    }
+}
+
+#[cfg(not(loom))]
+impl Registry {
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Registry> {
+        weak.upgrade().map(|inner| Registry { inner })
     }
 }
 

@@ -13,6 +13,7 @@
 //! 3. Edges only point at slots registered earlier or added through a cycle check, so the graph
 //!    is always acyclic.
 
+use crate::clock;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
@@ -58,6 +59,7 @@ pub(crate) struct SlotExtra {
     pub(crate) description: Option<String>,
     pub(crate) metadata: Vec<(String, String)>,
     pub(crate) deps: Vec<SlotId>,
+    pub(crate) backtrace: Option<std::sync::Arc<std::backtrace::Backtrace>>,
 }
 
 impl Slot {
@@ -293,8 +295,8 @@ impl State {
             self.slots[d as usize].dependents += 1;
         }
         let extra = extra.map(|e| {
-            let Extra { tags, description, metadata, .. } = *e;
-            Box::new(SlotExtra { tags, description, metadata, deps: p.deps })
+            let Extra { tags, description, metadata, backtrace, .. } = *e;
+            Box::new(SlotExtra { tags, description, metadata, deps: p.deps, backtrace })
         });
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -459,7 +461,13 @@ impl State {
         let timeout = slot.timeout();
         let extra = slot.extra.map(|e| {
             let depends_on = e.deps.iter().filter_map(|&d| self.slot(d)).map(|s| s.id.to_string()).collect();
-            Box::new(Extra { tags: e.tags, description: e.description, metadata: e.metadata, depends_on })
+            Box::new(Extra {
+                tags: e.tags,
+                description: e.description,
+                metadata: e.metadata,
+                depends_on,
+                backtrace: e.backtrace,
+            })
         });
         let cleanup = slot.cleanup?;
         let mut r = Resource::with_cleanup(slot.id, cleanup).category(category).priority(priority);
@@ -478,38 +486,6 @@ pub(crate) fn check_timeout(id: &str, t: Duration) -> Result<(), Error> {
         return Err(Error::TimeoutTooLong { id: id.to_owned(), timeout: t, max: MAX_TIMEOUT });
     }
     Ok(())
-}
-
-/// Registration timestamps, read once per registration and used only by `stale()`. On Linux
-/// the coarse monotonic clock (a few ns, millisecond resolution) keeps the clock read off the
-/// registration hot path; elsewhere `Instant`.
-mod clock {
-    #[cfg(target_os = "linux")]
-    pub(crate) type Stamp = u64;
-    #[cfg(not(target_os = "linux"))]
-    pub(crate) type Stamp = std::time::Instant;
-
-    #[cfg(target_os = "linux")]
-    pub(crate) fn now() -> Stamp {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-        (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub(crate) fn now() -> Stamp {
-        std::time::Instant::now()
-    }
-
-    /// Nanoseconds from `epoch` to now.
-    #[cfg(target_os = "linux")]
-    pub(crate) fn since(epoch: Stamp) -> u64 {
-        now().saturating_sub(epoch)
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub(crate) fn since(epoch: Stamp) -> u64 {
-        epoch.elapsed().as_nanos() as u64
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,609 @@
+//! [`Tracker`]: the table of live tracked objects, and [`LeakToken`], one entry in it.
+//!
+//! The table is sharded: each thread records into the shard its number picks, under that
+//! shard's own lock, so threads tracking at once do not contend; a token removes its record
+//! from whichever shard holds it. Each shard is a slab of fixed 1,024-record chunks (no
+//! doubling slack, no moves) with a free list, and every record carries a generation so a
+//! stale token can never remove a newer record in a reused slot.
+
+use std::any::Any;
+use std::backtrace::Backtrace;
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
+use std::time::Duration;
+
+use crate::clock;
+use crate::leak::mode::Mode;
+use crate::leak::report::LeakReport;
+
+const SHARDS: usize = 32;
+const CHUNK: usize = 1024;
+const IDX_BITS: u32 = 27;
+/// `level` before the global tracker has read `CLOSEOUT_LEAK`.
+const UNSET: u8 = u8::MAX;
+
+/// One live tracked object, as stored: 56 bytes.
+struct Record {
+    kind: &'static str,
+    name: Option<Box<str>>,
+    backtrace: Option<Arc<Backtrace>>,
+    created: clock::Stamp,
+    thread: u32,
+    generation: u32,
+}
+
+impl Record {
+    const VACANT: Record =
+        Record { kind: "", name: None, backtrace: None, created: clock::ZERO, thread: 0, generation: 0 };
+
+    fn is_vacant(&self) -> bool {
+        self.kind.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    chunks: Vec<Box<[Record]>>,
+    free: Vec<u32>,
+    len: usize,
+    /// Objects tracked through an `Arc`: live while a strong reference is.
+    weak: Vec<(u32, Weak<dyn Any + Send + Sync>)>,
+}
+
+impl Shard {
+    fn slot(&mut self, idx: u32) -> &mut Record {
+        &mut self.chunks[idx as usize / CHUNK][idx as usize % CHUNK]
+    }
+
+    fn insert(
+        &mut self,
+        kind: &'static str,
+        name: Option<Box<str>>,
+        backtrace: Option<Arc<Backtrace>>,
+    ) -> (u32, u32) {
+        let idx = match self.free.pop() {
+            Some(idx) => idx,
+            None => {
+                let idx = (self.chunks.len() * CHUNK) as u32;
+                let chunk: Box<[Record]> = (0..CHUNK).map(|_| Record::VACANT).collect();
+                self.chunks.push(chunk);
+                // The rest of the new chunk goes on the free list, lowest index used first.
+                self.free.extend((idx + 1..idx + CHUNK as u32).rev());
+                idx
+            }
+        };
+        let thread = thread_number();
+        let slot = self.slot(idx);
+        let generation = slot.generation;
+        *slot = Record { kind, name, backtrace, created: clock::now(), thread, generation };
+        self.len += 1;
+        (idx, generation)
+    }
+
+    /// Vacates `idx` if it still holds `generation`; returns what must be dropped outside the
+    /// lock.
+    fn remove(&mut self, idx: u32, generation: u32) -> Option<Record> {
+        if idx as usize >= self.chunks.len() * CHUNK {
+            return None;
+        }
+        let slot = self.slot(idx);
+        if slot.is_vacant() || slot.generation != generation {
+            return None;
+        }
+        let next = Record { generation: generation.wrapping_add(1), ..Record::VACANT };
+        let old = std::mem::replace(slot, next);
+        self.free.push(idx);
+        self.len -= 1;
+        Some(old)
+    }
+
+    /// Drops the records of `Arc`s whose last strong reference is gone.
+    fn prune(&mut self) -> Vec<Record> {
+        let mut gone = Vec::new();
+        let mut i = 0;
+        while i < self.weak.len() {
+            if self.weak[i].1.strong_count() == 0 {
+                let (idx, _) = self.weak.swap_remove(i);
+                let generation = self.slot(idx).generation;
+                gone.extend(self.remove(idx, generation));
+            } else {
+                i += 1;
+            }
+        }
+        gone
+    }
+}
+
+/// The shared state of a tracker.
+pub(crate) struct Inner {
+    level: AtomicU8,
+    sample: AtomicU32,
+    shards: [Mutex<Shard>; SHARDS],
+}
+
+impl Inner {
+    const fn new(level: u8) -> Inner {
+        Inner {
+            level: AtomicU8::new(level),
+            sample: AtomicU32::new(1),
+            shards: [const { Mutex::new(Shard::new()) }; SHARDS],
+        }
+    }
+
+    fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        // Only slab bookkeeping happens under a shard lock; a poisoned one is still consistent.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        let (level, n) = mode.encode();
+        self.sample.store(n, Ordering::Relaxed);
+        self.level.store(level, Ordering::Relaxed);
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::decode(self.level.load(Ordering::Relaxed), self.sample.load(Ordering::Relaxed))
+    }
+
+    /// The cheap part of tracking: whether this object is recorded, and with a backtrace.
+    #[inline]
+    fn admit(&self) -> Option<bool> {
+        match self.level.load(Ordering::Relaxed) {
+            0 => None,
+            1 => {
+                let n = self.sample.load(Ordering::Relaxed);
+                SAMPLE.with(|c| {
+                    let next = c.get() + 1;
+                    if next >= n {
+                        c.set(0);
+                        Some(false)
+                    } else {
+                        c.set(next);
+                        None
+                    }
+                })
+            }
+            2 => Some(false),
+            UNSET => {
+                init_global();
+                self.admit()
+            }
+            _ => Some(true),
+        }
+    }
+
+    fn insert(&self, kind: &'static str, name: Option<Box<str>>, backtrace: bool) -> u64 {
+        let backtrace = backtrace.then(|| Arc::new(Backtrace::force_capture()));
+        let shard = thread_number() as usize % SHARDS;
+        let (idx, generation) = self.shard(shard).insert(kind, name, backtrace);
+        key(shard, idx, generation)
+    }
+
+    fn remove(&self, key: u64) {
+        let (shard, idx, generation) = unkey(key);
+        // Dropped after the lock is released: a name and a backtrace to free.
+        let _old = self.shard(shard).remove(idx, generation);
+    }
+}
+
+impl Shard {
+    const fn new() -> Shard {
+        Shard { chunks: Vec::new(), free: Vec::new(), len: 0, weak: Vec::new() }
+    }
+}
+
+fn key(shard: usize, idx: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | ((shard as u64) << IDX_BITS) | u64::from(idx)
+}
+
+fn unkey(key: u64) -> (usize, u32, u32) {
+    let low = key as u32;
+    ((low >> IDX_BITS) as usize, low & ((1 << IDX_BITS) - 1), (key >> 32) as u32)
+}
+
+static GLOBAL: Inner = Inner::new(UNSET);
+static GLOBAL_INIT: Once = Once::new();
+
+fn init_global() {
+    GLOBAL_INIT.call_once(|| {
+        if GLOBAL.level.load(Ordering::Relaxed) == UNSET {
+            GLOBAL.set_mode(Mode::default_for_build());
+        }
+    });
+}
+
+thread_local! {
+    static SAMPLE: Cell<u32> = const { Cell::new(0) };
+    static THREAD: Cell<u32> = const { Cell::new(0) };
+}
+
+static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
+/// Names of the threads that tracked something, by number, so a report can name a thread that
+/// has since ended.
+static THREAD_NAMES: Mutex<Vec<Option<String>>> = Mutex::new(Vec::new());
+
+/// This thread's number (1, 2, …), assigned on first use.
+fn thread_number() -> u32 {
+    THREAD.with(|t| {
+        let n = t.get();
+        if n != 0 {
+            return n;
+        }
+        let n = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+        t.set(n);
+        let mut names = THREAD_NAMES.lock().unwrap_or_else(|p| p.into_inner());
+        let i = n as usize;
+        if names.len() <= i {
+            names.resize(i + 1, None);
+        }
+        names[i] = std::thread::current().name().map(str::to_owned);
+        n
+    })
+}
+
+fn thread_name(n: u32) -> String {
+    let names = THREAD_NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    match names.get(n as usize).cloned().flatten() {
+        Some(name) => format!("{name} (#{n})"),
+        None => format!("#{n}"),
+    }
+}
+
+#[derive(Clone)]
+enum Handle {
+    Global,
+    Local(Arc<Inner>),
+}
+
+impl Handle {
+    fn inner(&self) -> &Inner {
+        match self {
+            Handle::Global => &GLOBAL,
+            Handle::Local(inner) => inner,
+        }
+    }
+}
+
+/// A table of live tracked objects. [`Tracker::global`] is the process-wide one the free
+/// functions of [`leak`](crate::leak) use; [`Tracker::new`] makes a separate one, to isolate a
+/// test or a subsystem.
+///
+/// ```
+/// use closeout::leak::{Mode, Tracker};
+/// let tracker = Tracker::new(Mode::Full);
+/// let token = tracker.token("connection");
+/// assert_eq!(tracker.live().len(), 1);
+/// drop(token);
+/// assert!(tracker.live().is_empty());
+/// ```
+#[derive(Clone)]
+pub struct Tracker(Handle);
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker").field("mode", &self.mode()).field("live", &self.len()).finish()
+    }
+}
+
+impl Tracker {
+    /// A separate tracker in `mode`.
+    pub fn new(mode: Mode) -> Tracker {
+        let inner = Inner::new(0);
+        inner.set_mode(mode);
+        Tracker(Handle::Local(Arc::new(inner)))
+    }
+
+    /// The process-wide tracker. Its mode comes from `CLOSEOUT_LEAK` on first use (see
+    /// [`Mode::default_for_build`]) unless [`set_mode`](Tracker::set_mode) set it first.
+    pub fn global() -> Tracker {
+        Tracker(Handle::Global)
+    }
+
+    /// Changes the mode; objects already tracked stay tracked.
+    pub fn set_mode(&self, mode: Mode) {
+        if matches!(self.0, Handle::Global) {
+            // Whatever the environment says is overridden from now on.
+            GLOBAL_INIT.call_once(|| ());
+        }
+        self.0.inner().set_mode(mode);
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        if matches!(self.0, Handle::Global) {
+            init_global();
+        }
+        self.0.inner().mode()
+    }
+
+    /// Tracks one object of `kind` until the token is dropped.
+    #[inline]
+    pub fn token(&self, kind: &'static str) -> LeakToken {
+        self.token_inner(kind, None)
+    }
+
+    /// Like [`token`](Tracker::token), with a name for the report.
+    pub fn token_named(&self, kind: &'static str, name: impl Into<Cow<'static, str>>) -> LeakToken {
+        let name = name.into();
+        self.token_inner(kind, Some(name))
+    }
+
+    #[inline]
+    fn token_inner(&self, kind: &'static str, name: Option<Cow<'static, str>>) -> LeakToken {
+        let inner = self.0.inner();
+        match inner.admit() {
+            None => LeakToken { handle: None, key: 0 },
+            Some(backtrace) => {
+                let key = inner.insert(kind, name.map(|n| n.into_owned().into_boxed_str()), backtrace);
+                LeakToken { handle: Some(self.0.clone()), key }
+            }
+        }
+    }
+
+    /// Tracks an `Arc`'s value until its last strong reference is gone (held only weakly, so
+    /// tracking never keeps it alive). A reference cycle shows up here as an object that never
+    /// goes away.
+    ///
+    /// ```
+    /// use closeout::leak::{Mode, Tracker};
+    /// use std::sync::Arc;
+    /// let tracker = Tracker::new(Mode::Full);
+    /// let shared = Arc::new(5);
+    /// tracker.track_arc(&shared, "config");
+    /// assert_eq!(tracker.live().len(), 1);
+    /// drop(shared);
+    /// assert!(tracker.live().is_empty());
+    /// ```
+    pub fn track_arc<T: Send + Sync + 'static>(&self, arc: &Arc<T>, kind: &'static str) {
+        let inner = self.0.inner();
+        let Some(backtrace) = inner.admit() else { return };
+        let key = inner.insert(kind, None, backtrace);
+        let (shard, idx, _) = unkey(key);
+        let weak: Weak<dyn Any + Send + Sync> = Arc::downgrade(arc) as Weak<dyn Any + Send + Sync>;
+        inner.shard(shard).weak.push((idx, weak));
+    }
+
+    /// Records a finding that stays until [`clear`](Tracker::clear): something that was leaked
+    /// for good (a registry dropped with resources), with its creation time `age` ago.
+    pub(crate) fn record_leaked(
+        &self,
+        kind: &'static str,
+        name: String,
+        age: Duration,
+        backtrace: Option<Arc<Backtrace>>,
+    ) {
+        let inner = self.0.inner();
+        if inner.admit().is_none() {
+            return;
+        }
+        let shard = thread_number() as usize % SHARDS;
+        let mut guard = inner.shard(shard);
+        let (idx, _) = guard.insert(kind, Some(name.into_boxed_str()), backtrace);
+        guard.slot(idx).created = clock::before(age);
+    }
+
+    /// How many objects are tracked now (`Arc`s whose value is gone included until the next
+    /// [`live`](Tracker::live)).
+    pub fn len(&self) -> usize {
+        let inner = self.0.inner();
+        (0..SHARDS).map(|i| inner.shard(i).len).sum()
+    }
+
+    /// Whether nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every live tracked object, oldest first.
+    pub fn live(&self) -> Vec<LeakRecord> {
+        let inner = self.0.inner();
+        let now = clock::now();
+        let mut out = Vec::new();
+        for i in 0..SHARDS {
+            let gone;
+            {
+                let mut shard = inner.shard(i);
+                gone = shard.prune();
+                for (c, chunk) in shard.chunks.iter().enumerate() {
+                    for (o, r) in chunk.iter().enumerate() {
+                        if !r.is_vacant() {
+                            let idx = (c * CHUNK + o) as u32;
+                            out.push(LeakRecord {
+                                id: key(i, idx, r.generation),
+                                kind: r.kind,
+                                name: r.name.as_deref().map(str::to_owned),
+                                age: clock::between(r.created, now),
+                                thread: r.thread,
+                                backtrace: r.backtrace.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            drop(gone);
+        }
+        if matches!(self.0, Handle::Global) {
+            out.extend(crate::leak::stale::stale_records());
+        }
+        out.sort_by(|a, b| b.age.cmp(&a.age).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Whether records are taken with backtraces now.
+    pub(crate) fn wants_backtraces(&self) -> bool {
+        self.mode() == Mode::Backtrace
+    }
+
+    /// Live objects tracked at least `age` ago, oldest first.
+    pub fn live_older_than(&self, age: Duration) -> Vec<LeakRecord> {
+        self.live().into_iter().filter(|r| r.age >= age).collect()
+    }
+
+    /// Live objects of `kind`, oldest first.
+    pub fn live_of_kind(&self, kind: &str) -> Vec<LeakRecord> {
+        self.live().into_iter().filter(|r| r.kind == kind).collect()
+    }
+
+    /// The live objects as a [`LeakReport`].
+    pub fn report(&self) -> LeakReport {
+        LeakReport::new(self.live(), self.mode())
+    }
+
+    /// Forgets every record (tokens still alive become inert) and returns how many there were.
+    pub fn clear(&self) -> usize {
+        let inner = self.0.inner();
+        let mut n = 0;
+        for i in 0..SHARDS {
+            let old = {
+                let mut shard = inner.shard(i);
+                n += shard.len;
+                let mut old = Vec::new();
+                shard.weak.clear();
+                for c in 0..shard.chunks.len() {
+                    for o in 0..CHUNK {
+                        let idx = (c * CHUNK + o) as u32;
+                        let generation = shard.slot(idx).generation;
+                        old.extend(shard.remove(idx, generation));
+                    }
+                }
+                old
+            };
+            drop(old);
+        }
+        n
+    }
+}
+
+/// One live tracked object.
+#[derive(Clone, Debug)]
+pub struct LeakRecord {
+    id: u64,
+    kind: &'static str,
+    name: Option<String>,
+    age: Duration,
+    thread: u32,
+    backtrace: Option<Arc<Backtrace>>,
+}
+
+impl LeakRecord {
+    pub(crate) fn synthetic(
+        id: u64,
+        kind: &'static str,
+        name: String,
+        age: Duration,
+        backtrace: Option<Arc<Backtrace>>,
+    ) -> LeakRecord {
+        LeakRecord { id, kind, name: Some(name), age, thread: 0, backtrace }
+    }
+
+    /// Unique among the records of its tracker.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// What it is (a type name for [`Tracked`](crate::leak::Tracked)).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Its name: the one given, or `kind#id`.
+    pub fn name(&self) -> Cow<'_, str> {
+        match &self.name {
+            Some(n) => Cow::Borrowed(n),
+            None => Cow::Owned(format!("{}#{}", self.kind, self.id)),
+        }
+    }
+
+    /// How long ago it was tracked (millisecond resolution on Linux).
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+
+    /// The thread that tracked it, by name when it had one.
+    pub fn thread(&self) -> String {
+        thread_name(self.thread)
+    }
+
+    /// Where it was created, in [`Mode::Backtrace`].
+    pub fn backtrace(&self) -> Option<&Backtrace> {
+        self.backtrace.as_deref()
+    }
+}
+
+/// Tracks one object for as long as it lives: put it in a field of your own type, or use
+/// [`Tracked`](crate::leak::Tracked). Dropping it untracks. In [`Mode::Off`] (and for objects a
+/// sample skips) it is inert and costs nothing to drop.
+///
+/// ```
+/// use closeout::leak::{LeakToken, Mode, Tracker};
+///
+/// struct Connection {
+///     _leak: LeakToken,
+/// }
+///
+/// let tracker = Tracker::new(Mode::Full);
+/// let conn = Connection { _leak: tracker.token("connection") };
+/// assert_eq!(tracker.live()[0].kind(), "connection");
+/// drop(conn);
+/// assert!(tracker.is_empty());
+/// ```
+#[must_use = "dropping the token untracks the object at once"]
+pub struct LeakToken {
+    handle: Option<Handle>,
+    key: u64,
+}
+
+impl LeakToken {
+    /// Tracks one object of `kind` in the global tracker.
+    #[inline]
+    pub fn new(kind: &'static str) -> LeakToken {
+        Tracker::global().token(kind)
+    }
+
+    /// Whether this token holds a record (false in `Off` mode or when sampled out).
+    pub fn is_tracked(&self) -> bool {
+        self.handle.is_some()
+    }
+}
+
+impl Drop for LeakToken {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(handle) = &self.handle {
+            handle.inner().remove(self.key);
+        }
+    }
+}
+
+impl fmt::Debug for LeakToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeakToken").field("tracked", &self.is_tracked()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_is_small() {
+        assert!(std::mem::size_of::<Record>() <= 56, "Record is {} bytes", std::mem::size_of::<Record>());
+    }
+
+    #[test]
+    fn keys_round_trip_and_stale_keys_miss() {
+        let t = Tracker::new(Mode::Full);
+        let a = t.token("a");
+        let key_a = a.key;
+        drop(a);
+        let b = t.token("b"); // reuses the slot with the next generation
+        assert_eq!(unkey(b.key).1, unkey(key_a).1);
+        t.0.inner().remove(key_a); // stale: must not remove `b`
+        assert_eq!(t.len(), 1);
+        drop(b);
+        assert_eq!(t.len(), 0);
+    }
+}
