@@ -18,10 +18,11 @@
 //! Per test:
 //!
 //! ```
-//! use closeout::leak::LeakCheck;
-//! let guard = LeakCheck::new();
-//! let worker = std::thread::spawn(|| ());
-//! worker.join().unwrap(); // forget this and the guard fails the test
+//! use closeout::leak::{LeakCheck, Tracked};
+//! // `tracked_only` because doctests share a process; a real test checks the OS too.
+//! let guard = LeakCheck::new().tracked_only();
+//! let conn = Tracked::new(vec![1, 2, 3]);
+//! drop(conn); // forget this (`std::mem::forget(conn)`) and the guard fails the test
 //! guard.assert();
 //! ```
 //!

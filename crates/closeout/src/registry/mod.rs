@@ -340,9 +340,9 @@ impl Registry {
     /// assert!(matches!(err.error(), Error::UnknownDependency { .. }));
     /// assert!(registry.is_empty());
     /// ```
-    pub fn register(&self, mut resource: Resource) -> Result<(), RegisterError> {
+    pub fn register(&self, resource: Resource) -> Result<(), RegisterError> {
         #[cfg(not(loom))]
-        crate::leak::note_registration(&mut resource);
+        let resource = crate::leak::note_registration(resource);
         let sid = self.lock().register(resource)?;
         self.announce(&[sid]);
         Ok(())
