@@ -3,10 +3,12 @@
 //! Registers 1,000 and 100,000 sync resources with ids like `res-12345`, a category and no
 //! tags, and reports the live heap growth per resource. The closures are zero-sized, so the
 //! figure is everything *beyond* the closure: slot, id, index. Also reports the same for scope
-//! actions. Prints a table; it is not a criterion timing benchmark.
+//! actions and for objects tracked by the leak tracker in full mode. Prints a table; it is not a
+//! criterion timing benchmark.
 //!
 //! Run: `cargo bench --bench memory`
 
+use closeout::leak::{LeakToken, Mode, Tracker};
 use closeout::{Category, Registry, Resource, Scope};
 
 #[path = "common/counting.rs"]
@@ -28,6 +30,15 @@ fn main() {
         let grown = live() - before + id_bytes as isize;
         println!("{:<34} {:>10} {:>14.1}", "registry resource (incl. id)", n, grown as f64 / n as f64);
         assert_eq!(registry.cleanup_all_blocking().len(), n);
+    }
+    for n in [1_000usize, 100_000, 1_000_000] {
+        let tracker = Tracker::new(Mode::Full);
+        let before = live();
+        let tokens: Vec<LeakToken> = (0..n).map(|_| tracker.token("object")).collect();
+        // The tokens' own vector is the caller's memory, not the tracker's.
+        let grown = live() - before - (tokens.capacity() * std::mem::size_of::<LeakToken>()) as isize;
+        println!("{:<34} {:>10} {:>14.1}", "tracked object (full mode)", n, grown as f64 / n as f64);
+        drop(tokens);
     }
     for n in [1_000usize, 100_000] {
         let scope = Scope::new();

@@ -117,11 +117,16 @@ impl Shard {
     }
 }
 
+/// One shard, on cache lines of its own: threads working on neighbouring shards must not
+/// invalidate each other's lines.
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
 /// The shared state of a tracker.
 pub(crate) struct Inner {
     level: AtomicU8,
     sample: AtomicU32,
-    shards: [Mutex<Shard>; SHARDS],
+    shards: [Padded; SHARDS],
 }
 
 impl Inner {
@@ -129,13 +134,13 @@ impl Inner {
         Inner {
             level: AtomicU8::new(level),
             sample: AtomicU32::new(1),
-            shards: [const { Mutex::new(Shard::new()) }; SHARDS],
+            shards: [const { Padded(Mutex::new(Shard::new())) }; SHARDS],
         }
     }
 
     fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
         // Only slab bookkeeping happens under a shard lock; a poisoned one is still consistent.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[i].0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn set_mode(&self, mode: Mode) {
@@ -252,17 +257,35 @@ fn thread_name(n: u32) -> String {
     }
 }
 
+/// A tracker's table is `'static`, so a token refers to it with a plain reference: no
+/// reference count to bump per token, which would be one cache line all threads fight over. A
+/// separate tracker's table is leaked for that (a few KiB, once per [`Tracker::new`]); its
+/// records are freed when the last [`Tracker`] handle to it is dropped.
 #[derive(Clone)]
 enum Handle {
     Global,
-    Local(Arc<Inner>),
+    Local(Arc<Owned>),
+}
+
+/// Clears a separate tracker's records when its last handle goes.
+struct Owned(&'static Inner);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // No handle is left to create records: free the whole table. A token still alive finds
+        // its slot gone and does nothing.
+        for i in 0..SHARDS {
+            let old = std::mem::take(&mut *self.0.shard(i));
+            drop(old);
+        }
+    }
 }
 
 impl Handle {
-    fn inner(&self) -> &Inner {
+    fn inner(&self) -> &'static Inner {
         match self {
             Handle::Global => &GLOBAL,
-            Handle::Local(inner) => inner,
+            Handle::Local(owned) => owned.0,
         }
     }
 }
@@ -291,9 +314,9 @@ impl fmt::Debug for Tracker {
 impl Tracker {
     /// A separate tracker in `mode`.
     pub fn new(mode: Mode) -> Tracker {
-        let inner = Inner::new(0);
+        let inner: &'static Inner = Box::leak(Box::new(Inner::new(0)));
         inner.set_mode(mode);
-        Tracker(Handle::Local(Arc::new(inner)))
+        Tracker(Handle::Local(Arc::new(Owned(inner))))
     }
 
     /// The process-wide tracker. Its mode comes from `CLOSEOUT_LEAK` on first use (see
@@ -335,10 +358,10 @@ impl Tracker {
     fn token_inner(&self, kind: &'static str, name: Option<Cow<'static, str>>) -> LeakToken {
         let inner = self.0.inner();
         match inner.admit() {
-            None => LeakToken { handle: None, key: 0 },
+            None => LeakToken { table: None, key: 0 },
             Some(backtrace) => {
                 let key = inner.insert(kind, name.map(|n| n.into_owned().into_boxed_str()), backtrace);
-                LeakToken { handle: Some(self.0.clone()), key }
+                LeakToken { table: Some(inner), key }
             }
         }
     }
@@ -454,27 +477,30 @@ impl Tracker {
 
     /// Forgets every record (tokens still alive become inert) and returns how many there were.
     pub fn clear(&self) -> usize {
-        let inner = self.0.inner();
-        let mut n = 0;
-        for i in 0..SHARDS {
-            let old = {
-                let mut shard = inner.shard(i);
-                n += shard.len;
-                let mut old = Vec::new();
-                shard.weak.clear();
-                for c in 0..shard.chunks.len() {
-                    for o in 0..CHUNK {
-                        let idx = (c * CHUNK + o) as u32;
-                        let generation = shard.slot(idx).generation;
-                        old.extend(shard.remove(idx, generation));
-                    }
-                }
-                old
-            };
-            drop(old);
-        }
-        n
+        clear_table(self.0.inner())
     }
+}
+
+fn clear_table(inner: &Inner) -> usize {
+    let mut n = 0;
+    for i in 0..SHARDS {
+        let old = {
+            let mut shard = inner.shard(i);
+            n += shard.len;
+            let mut old = Vec::new();
+            shard.weak.clear();
+            for c in 0..shard.chunks.len() {
+                for o in 0..CHUNK {
+                    let idx = (c * CHUNK + o) as u32;
+                    let generation = shard.slot(idx).generation;
+                    old.extend(shard.remove(idx, generation));
+                }
+            }
+            old
+        };
+        drop(old);
+    }
+    n
 }
 
 /// One live tracked object.
@@ -552,7 +578,7 @@ impl LeakRecord {
 /// ```
 #[must_use = "dropping the token untracks the object at once"]
 pub struct LeakToken {
-    handle: Option<Handle>,
+    table: Option<&'static Inner>,
     key: u64,
 }
 
@@ -565,15 +591,15 @@ impl LeakToken {
 
     /// Whether this token holds a record (false in `Off` mode or when sampled out).
     pub fn is_tracked(&self) -> bool {
-        self.handle.is_some()
+        self.table.is_some()
     }
 }
 
 impl Drop for LeakToken {
     #[inline]
     fn drop(&mut self) {
-        if let Some(handle) = &self.handle {
-            handle.inner().remove(self.key);
+        if let Some(table) = self.table {
+            table.remove(self.key);
         }
     }
 }
