@@ -13,7 +13,9 @@
 //! - spawned work — tokio tasks, threads, blocking jobs, timers — must stop with its owner:
 //!   [`Owner`];
 //! - SIGINT, SIGTERM, a panic or the end of `main` must run the teardown exactly once, and a
-//!   stuck cleanup must never keep the process alive: [`hooks`].
+//!   stuck cleanup must never keep the process alive: [`hooks`];
+//! - you want to see what leaked, and fail a test that leaks objects, threads, file
+//!   descriptors, child processes or tokio tasks: [`leak`].
 //!
 //! # Scope: a stack of cleanups
 //!
@@ -69,6 +71,16 @@
 //! })?;
 //! let _hooks = hooks::install(registry.clone())?; // SIGTERM: cancel, wait, report, exit
 //! # Ok(()) }
+//! ```
+//!
+//! # Leaks
+//!
+//! ```
+//! use closeout::leak::{LeakCheck, Tracked};
+//! let guard = LeakCheck::new().tracked_only(); // a test would check the OS state too
+//! let conn = Tracked::named(String::from("db"), "primary connection");
+//! drop(conn); // `std::mem::forget(conn)` here and `assert` fails, naming it
+//! guard.assert();
 //! ```
 //!
 //! # Design

@@ -257,3 +257,17 @@ fn the_environment_variable_sets_the_mode() {
         assert!(stdout.contains(expect), "CLOSEOUT_LEAK={value}: {stdout}");
     }
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn the_report_serializes_to_json_and_says_when_tracking_is_off() {
+    let tracker = Tracker::new(Mode::Full);
+    let _a = tracker.token_named("socket", "s1");
+    let _b = tracker.token_named("socket", "s2");
+    let json = serde_json::to_value(tracker.report()).unwrap();
+    assert_eq!(json["total"], 2);
+    assert_eq!(json["groups"][0]["kind"], "socket");
+    assert_eq!(json["groups"][0]["objects"].as_array().unwrap().len(), 2);
+    let off = Tracker::new(Mode::Off);
+    assert!(off.report().to_string().contains("set CLOSEOUT_LEAK=full"));
+}

@@ -145,6 +145,11 @@ fn age(d: Duration) -> String {
 
 impl fmt::Display for LeakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mode == Some(Mode::Off) {
+            return f.write_str(
+                "leak tracking is off: set CLOSEOUT_LEAK=full (or sampled:N, backtrace) to see leaks",
+            );
+        }
         if self.total == 0 {
             return f.write_str("no leaked objects");
         }

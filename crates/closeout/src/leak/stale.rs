@@ -55,7 +55,15 @@ pub(crate) fn stale_records() -> Vec<LeakRecord> {
     let mut out = Vec::new();
     for (weak, older_than) in watched {
         let Some(registry) = Registry::upgrade(&weak) else { continue };
-        for r in registry.stale_for_leaks(older_than) {
+        let stale = registry.stale_for_leaks(older_than);
+        if !stale.is_empty() {
+            tracing::warn!(
+                count = stale.len(),
+                ?older_than,
+                "closeout: registry resources registered longer than the threshold"
+            );
+        }
+        for r in stale {
             // Bit 63 keeps these ids apart from the tracker's own.
             let id = (1 << 63) | ((r.registry as u64 & 0xffff) << 40) | (r.seq & ((1 << 40) - 1));
             out.push(LeakRecord::synthetic(id, STALE_RESOURCE, r.id, r.age, r.backtrace));
