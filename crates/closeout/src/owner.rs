@@ -279,6 +279,26 @@ impl WorkCell {
         }
     }
 
+    /// The cleanup of a task, thread or blocking job: cancels the work's own token (`own`, in a
+    /// registry), then [`wind_down`](WorkCell::wind_down).
+    pub(crate) fn cleanup<S>(
+        self: &Arc<Self>,
+        own: Option<CancellationToken>,
+        grace: Duration,
+        stop: S,
+    ) -> Cleanup
+    where
+        S: FnOnce(Option<tokio::task::AbortHandle>) -> BoxError + Send + 'static,
+    {
+        let cell = Arc::clone(self);
+        Cleanup::from_future(async move {
+            if let Some(own) = own {
+                own.cancel();
+            }
+            cell.wind_down(grace, stop).await
+        })
+    }
+
     /// The cleanup's half: waits for the work to end until its grace period is over, then
     /// reports it; work still running is stopped by `stop` (abort a task; nothing can stop a
     /// thread) and reported with the error `stop` returns.

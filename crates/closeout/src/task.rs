@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, SpawnError};
 use crate::owner::{self, Core, Ended, Spawn, WorkCell};
-use crate::resource::{Category, Cleanup};
+use crate::resource::Category;
 use crate::runner::panic_message;
 
 /// The error a tracked task is reported with when it did not finish within its grace period
@@ -54,21 +54,13 @@ where
     };
     let (token, own) = owner::work_token(core);
     let cell = WorkCell::new();
-    let cleanup = {
-        let (cell, grace) = (Arc::clone(&cell), spawn.grace);
-        Cleanup::from_future(async move {
-            if let Some(own) = own {
-                own.cancel();
-            }
-            cell.wind_down(grace, |abort| {
-                if let Some(abort) = abort {
-                    abort.abort();
-                }
-                Box::new(Aborted { grace })
-            })
-            .await
-        })
-    };
+    let grace = spawn.grace;
+    let cleanup = cell.cleanup(own, grace, move |abort| {
+        if let Some(abort) = abort {
+            abort.abort();
+        }
+        Box::new(Aborted { grace })
+    });
     let (link, owner_ref) = match owner::attach(core, &spawn, Category::Task, cleanup) {
         Ok(attached) => attached,
         Err((error, _unrun)) => return Err(owner::refused(error, f)),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, SpawnError};
 use crate::owner::{self, Core, Ended, Spawn, WorkCell};
-use crate::resource::{Category, Cleanup};
+use crate::resource::Category;
 use crate::runner::panic_message;
 
 /// Tells a tracked thread to stop. Set when its owner's teardown begins (it is built on the
@@ -177,15 +177,8 @@ where
     let (token, own) = owner::work_token(core);
     let stop = StopFlag { token };
     let cell = WorkCell::new();
-    let cleanup = {
-        let (cell, grace) = (Arc::clone(&cell), spawn.grace);
-        Cleanup::from_future(async move {
-            if let Some(own) = own {
-                own.cancel();
-            }
-            cell.wind_down(grace, |_| Box::new(Abandoned { grace })).await
-        })
-    };
+    let grace = spawn.grace;
+    let cleanup = cell.cleanup(own, grace, move |_| Box::new(Abandoned { grace }));
     let (link, owner_ref) = match owner::attach(core, &spawn, category, cleanup) {
         Ok(attached) => attached,
         Err((error, _unrun)) => return Err(owner::refused(error, f)),
