@@ -1,0 +1,409 @@
+//! [`ProcessTree`]: a child process and everything it starts, stopped as one.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use closeout::{Category, Resource, Scope};
+use rustix::process::Signal;
+
+use crate::scan;
+
+/// How long a tree may take to exit after SIGTERM before it gets SIGKILL, unless
+/// [`TreeOptions::grace`] says otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the ladder waits after SIGKILL before it reports survivors (a process in
+/// uninterruptible sleep cannot die sooner).
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// How often the ladder looks: short, so that it returns within a few milliseconds of the last
+/// process exiting.
+const POLL: Duration = Duration::from_millis(1);
+
+/// How a [`ProcessTree`] is started and stopped.
+///
+/// ```
+/// use closeout_process::TreeOptions;
+/// use std::time::Duration;
+/// let opts = TreeOptions::new().grace(Duration::from_secs(2)).new_session(true).kill_with_parent(true);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug)]
+pub struct TreeOptions {
+    grace: Duration,
+    new_session: bool,
+    kill_with_parent: bool,
+}
+
+impl Default for TreeOptions {
+    fn default() -> Self {
+        TreeOptions::new()
+    }
+}
+
+impl TreeOptions {
+    /// A new process group, [`DEFAULT_GRACE`], no new session, no parent-death signal.
+    pub fn new() -> TreeOptions {
+        TreeOptions { grace: DEFAULT_GRACE, new_session: false, kill_with_parent: false }
+    }
+
+    /// Time between SIGTERM and SIGKILL.
+    pub fn grace(mut self, grace: Duration) -> TreeOptions {
+        self.grace = grace;
+        self
+    }
+
+    /// Starts the child in a new session (`setsid`): detached from the terminal, so a Ctrl-C
+    /// in the terminal reaches only the parent, which then stops the tree in order.
+    pub fn new_session(mut self, yes: bool) -> TreeOptions {
+        self.new_session = yes;
+        self
+    }
+
+    /// Linux: the child gets SIGKILL when its parent dies, even by SIGKILL, so it cannot outlive
+    /// an owner that had no chance to stop it. The kernel ties this to the *thread* that spawned
+    /// the child: spawn from a thread that lives as long as the owner (such as `main`).
+    pub fn kill_with_parent(mut self, yes: bool) -> TreeOptions {
+        self.kill_with_parent = yes;
+        self
+    }
+}
+
+/// How a stop went: the child's exit status and which processes needed SIGKILL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// The direct child's exit status (`None` if it could not be collected).
+    pub status: Option<ExitStatus>,
+    /// Every process of the tree that was seen during the stop.
+    pub seen: Vec<u32>,
+    /// Processes that were still running when the grace period ended and got SIGKILL.
+    pub killed: Vec<u32>,
+    /// Processes still alive after SIGKILL and its wait (uninterruptible sleep): reported, not
+    /// waited on.
+    pub survivors: Vec<u32>,
+    /// How long the stop took.
+    pub took: Duration,
+}
+
+impl StopReport {
+    /// Whether everything exited within the grace period after SIGTERM.
+    pub fn is_graceful(&self) -> bool {
+        self.killed.is_empty() && self.survivors.is_empty()
+    }
+}
+
+/// A stop that was not graceful, as the teardown report shows it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StopError {
+    /// Some processes ignored SIGTERM for the whole grace period.
+    #[error("{} process(es) needed SIGKILL after the {grace:?} grace period: {pids:?}; exit status {status}", pids.len())]
+    NeededKill {
+        /// The grace period.
+        grace: Duration,
+        /// Who was killed.
+        pids: Vec<u32>,
+        /// The child's exit status.
+        status: String,
+    },
+    /// Some processes survived even SIGKILL.
+    #[error("{} process(es) survived SIGKILL: {pids:?}", pids.len())]
+    Survivors {
+        /// Who is still there.
+        pids: Vec<u32>,
+    },
+    /// Signalling failed (permissions).
+    #[error("signalling the tree failed: {0}")]
+    Signal(#[from] io::Error),
+}
+
+struct Inner {
+    child: Mutex<Child>,
+    pid: u32,
+    marker: String,
+    grace: Duration,
+    /// The first stop's report: stopping again returns it.
+    report: Mutex<Option<StopReport>>,
+}
+
+/// A child process, its process group, and every process it starts (found by an inherited
+/// environment marker, see [`MARKER`](crate::MARKER)), stopped as one: SIGTERM to all, a grace
+/// period, SIGKILL to what is left, and every one of our children reaped.
+///
+/// Clone it to keep a handle while a [`Registry`](closeout::Registry) or [`Scope`] holds the
+/// stop; stopping twice returns the first stop's report.
+///
+/// ```
+/// use closeout_process::{ProcessTree, TreeOptions};
+/// use std::process::Command;
+/// use std::time::Duration;
+///
+/// let tree = ProcessTree::spawn(Command::new("sleep").arg("60"), TreeOptions::new())?;
+/// let report = tree.stop();
+/// assert!(report.is_graceful()); // sleep exits on SIGTERM
+/// assert!(!tree.is_running());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ProcessTree {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProcessTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessTree")
+            .field("pid", &self.inner.pid)
+            .field("marker", &self.inner.marker)
+            .finish()
+    }
+}
+
+static NEXT_TREE: AtomicU64 = AtomicU64::new(0);
+
+impl ProcessTree {
+    /// Spawns `cmd` as the root of a new tree (its own process group, or session).
+    ///
+    /// # Errors
+    ///
+    /// What spawning returns (program not found, no permission, …).
+    pub fn spawn(cmd: &mut Command, opts: TreeOptions) -> io::Result<ProcessTree> {
+        let marker = format!("{}-{}", std::process::id(), NEXT_TREE.fetch_add(1, Ordering::Relaxed));
+        cmd.env(scan::MARKER, &marker);
+        if opts.new_session || opts.kill_with_parent {
+            crate::pre_exec::install(cmd, opts.new_session, opts.kill_with_parent);
+        }
+        if !opts.new_session {
+            std::os::unix::process::CommandExt::process_group(cmd, 0);
+        }
+        let child = cmd.spawn()?;
+        let pid = child.id();
+        Ok(ProcessTree {
+            inner: Arc::new(Inner {
+                child: Mutex::new(child),
+                pid,
+                marker,
+                grace: opts.grace,
+                report: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The child's pid (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    /// The marker every process of this tree carries in `CLOSEOUT_TREE`.
+    pub fn marker(&self) -> &str {
+        &self.inner.marker
+    }
+
+    /// Every live process of the tree now, the child included while it runs.
+    pub fn members(&self) -> Vec<u32> {
+        scan::members(&self.inner.marker)
+    }
+
+    /// Whether any process of the tree is still running.
+    pub fn is_running(&self) -> bool {
+        self.child().try_wait().ok().flatten().is_none() || !self.members().is_empty()
+    }
+
+    fn child(&self) -> MutexGuard<'_, Child> {
+        self.inner.child.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the tree, blocking: SIGTERM to the group and every member, the grace period,
+    /// SIGKILL to whatever is left, then reaps. Returns the report (the first one again if the
+    /// tree was stopped before).
+    pub fn stop(&self) -> StopReport {
+        let mut ladder = Ladder::new(self);
+        loop {
+            if let Some(report) = ladder.step() {
+                return self.finish(report);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// [`stop`](ProcessTree::stop) without blocking the thread (needs a tokio runtime with
+    /// timers).
+    pub async fn stop_async(&self) -> StopReport {
+        let mut ladder = Ladder::new(self);
+        loop {
+            if let Some(report) = ladder.step() {
+                return self.finish(report);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn finish(&self, report: StopReport) -> StopReport {
+        let mut first = self.inner.report.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(report).clone()
+    }
+
+    /// The stop as a cleanup result: `Ok` when graceful, else the [`StopError`].
+    async fn stop_for_report(self) -> Result<(), StopError> {
+        let report = self.stop_async().await;
+        let status = report.status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+        if !report.survivors.is_empty() {
+            return Err(StopError::Survivors { pids: report.survivors });
+        }
+        if !report.killed.is_empty() {
+            return Err(StopError::NeededKill { grace: self.inner.grace, pids: report.killed, status });
+        }
+        Ok(())
+    }
+
+    /// A registry resource (category `Process`) whose cleanup stops the tree; its timeout
+    /// covers the grace period and the wait after SIGKILL.
+    ///
+    /// ```
+    /// use closeout::Registry;
+    /// use closeout_process::{ProcessTree, TreeOptions};
+    /// use std::process::Command;
+    /// let registry = Registry::new();
+    /// let tree = ProcessTree::spawn(Command::new("sleep").arg("60"), TreeOptions::new())?;
+    /// registry.register(tree.resource("sleeper"))?;
+    /// let report = registry.shutdown_blocking();
+    /// assert!(report.get("sleeper").unwrap().status().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resource(&self, id: impl Into<String>) -> Resource {
+        let timeout = self.inner.grace + KILL_WAIT + Duration::from_secs(1);
+        Resource::new_async(id, self.clone().stop_for_report()).category(Category::Process).timeout(timeout)
+    }
+
+    /// Defers the stop in `scope` under `name`.
+    ///
+    /// # Errors
+    ///
+    /// The scope was released; the stop is not deferred (stop the tree yourself).
+    ///
+    /// ```
+    /// use closeout::Scope;
+    /// use closeout_process::{ProcessTree, TreeOptions};
+    /// use std::process::Command;
+    /// let scope = Scope::new();
+    /// let tree = ProcessTree::spawn(Command::new("sleep").arg("60"), TreeOptions::new())?;
+    /// tree.defer_in(&scope, "sleeper")?;
+    /// assert!(scope.close().is_success());
+    /// assert!(!tree.is_running());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer_in(&self, scope: &Scope, name: &'static str) -> Result<(), closeout::Error> {
+        scope
+            .defer_async_named(name, self.clone().stop_for_report())
+            .map(drop)
+            .map_err(|_| closeout::Error::Released)
+    }
+}
+
+enum Phase {
+    Term,
+    Kill(Instant),
+}
+
+/// The stop ladder as a state machine, so the blocking and the async stop share it.
+struct Ladder<'a> {
+    tree: &'a ProcessTree,
+    start: Instant,
+    phase: Phase,
+    status: Option<ExitStatus>,
+    signalled: BTreeSet<u32>,
+    seen: BTreeSet<u32>,
+    killed: Vec<u32>,
+    first: bool,
+}
+
+impl<'a> Ladder<'a> {
+    fn new(tree: &'a ProcessTree) -> Ladder<'a> {
+        Ladder {
+            tree,
+            start: Instant::now(),
+            phase: Phase::Term,
+            status: None,
+            signalled: BTreeSet::new(),
+            seen: BTreeSet::new(),
+            killed: Vec::new(),
+            first: true,
+        }
+    }
+
+    /// One look at the tree: signals what needs it; `Some` once nothing is left.
+    fn step(&mut self) -> Option<StopReport> {
+        if let Some(done) = self.tree.inner.report.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Some(done);
+        }
+        let pid = self.tree.inner.pid;
+        if self.status.is_none() {
+            self.status = self.tree.child().try_wait().ok().flatten();
+        }
+        let members = scan::members(&self.tree.inner.marker);
+        self.seen.extend(members.iter().copied());
+        self.seen.insert(pid);
+        // Daemons reparented to us (when this process is a subreaper) must be reaped by us.
+        for &p in &self.seen {
+            if p != pid {
+                scan::reap_if_ours(p);
+            }
+        }
+        let mut alive: Vec<u32> = members.into_iter().filter(|&p| scan::alive(p)).collect();
+        if self.status.is_none() && !alive.contains(&pid) {
+            alive.push(pid);
+        }
+        let sig = match self.phase {
+            Phase::Term => Signal::TERM,
+            Phase::Kill(_) => Signal::KILL,
+        };
+        if self.first {
+            self.first = false;
+            let _ = scan::signal_group(pid, Signal::TERM);
+        }
+        for &p in &alive {
+            if self.signalled.insert(p) {
+                let _ = scan::signal(p, sig);
+            }
+        }
+        if alive.is_empty() {
+            return Some(self.report(Vec::new()));
+        }
+        match self.phase {
+            Phase::Term if self.start.elapsed() >= self.tree.inner.grace => {
+                let _ = scan::signal_group(pid, Signal::KILL);
+                for &p in &alive {
+                    let _ = scan::signal(p, Signal::KILL);
+                }
+                self.killed = alive;
+                // Members that appear from now on get SIGKILL straight away.
+                self.signalled.clear();
+                self.signalled.extend(self.killed.iter().copied());
+                self.phase = Phase::Kill(Instant::now());
+                None
+            }
+            Phase::Kill(at) if at.elapsed() >= KILL_WAIT => Some(self.report(alive)),
+            _ => None,
+        }
+    }
+
+    fn report(&mut self, survivors: Vec<u32>) -> StopReport {
+        if self.status.is_none() && survivors.is_empty() {
+            // Gone from the scan, so `wait` returns at once.
+            self.status = self.tree.child().wait().ok();
+        }
+        for &p in &self.seen {
+            scan::reap_if_ours(p);
+        }
+        StopReport {
+            status: self.status,
+            seen: self.seen.iter().copied().collect(),
+            killed: std::mem::take(&mut self.killed),
+            survivors,
+            took: self.start.elapsed(),
+        }
+    }
+}
