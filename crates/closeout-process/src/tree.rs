@@ -140,7 +140,6 @@ struct Inner {
 /// ```
 /// use closeout_process::{ProcessTree, TreeOptions};
 /// use std::process::Command;
-/// use std::time::Duration;
 ///
 /// let tree = ProcessTree::spawn(Command::new("sleep").arg("60"), TreeOptions::new())?;
 /// let report = tree.stop();
