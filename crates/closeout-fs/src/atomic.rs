@@ -129,7 +129,9 @@ impl AtomicFile {
         let target = self.target();
         let file =
             self.file.take().ok_or_else(|| FsError::io("commit", &target, io::ErrorKind::Other.into()))?;
-        file.sync_all().map_err(|e| FsError::io("fsync", &target, e))?;
+        // fdatasync: the content and what is needed to read it back (the size); the rest of
+        // the inode's metadata (times) need not be durable before the rename.
+        file.sync_data().map_err(|e| FsError::io("fsync", &target, e))?;
         drop(file);
         let backup = if self.backup { self.make_backup()? } else { None };
         rustix::fs::renameat(&self.dir, self.tmp.as_os_str(), &self.dir, self.name.as_os_str())
