@@ -1,0 +1,37 @@
+//! Network servers that shut down properly.
+//!
+//! Why: a server that exits by dropping everything cuts off requests in flight; one that waits
+//! for every connection can wait forever on a client that never hangs up. A [`TcpServer`]
+//! shuts down in three steps: stop accepting (the listener is closed, new connections are
+//! refused), let open connections finish within a grace period (their handlers' tokens are
+//! cancelled so they can wrap up), then force-close whatever is left. The [`DrainReport`] names
+//! each connection that drained and each that was forced; as a [`closeout`] resource the same
+//! goes into the teardown report (category `Network`).
+//!
+//! ```
+//! use closeout::Registry;
+//! use closeout_net::TcpServer;
+//! use std::time::Duration;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::new();
+//! let server = TcpServer::bind("127.0.0.1:0").await?.grace(Duration::from_secs(5));
+//! let handle = server.serve(|stream, peer, token| async move {
+//!     // serve `stream` until the client is done or `token` is cancelled
+//!     # let _ = (stream, peer);
+//!     token.cancelled().await;
+//! });
+//! registry.register(handle.resource("http"))?;
+//! let report = registry.shutdown().await; // stop accepting, drain, force-close, report
+//! assert!(report.is_success());
+//! # Ok(()) }
+//! ```
+//!
+//! Not here yet: WebSocket connections with a heartbeat and a reconnecting client.
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![doc(test(attr(deny(warnings))))]
+
+mod server;
+
+pub use server::{DEFAULT_GRACE, DrainReport, Forced, ServerHandle, TcpServer};

@@ -1,0 +1,296 @@
+//! [`TcpServer`]: a TCP server whose shutdown stops accepting, drains, then force-closes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use closeout::{Category, Resource};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long open connections may take to finish after shutdown begins, unless
+/// [`TcpServer::grace`] says otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// How one shutdown went, connection by connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Connections that were open when shutdown began and finished within the grace period.
+    pub drained: Vec<SocketAddr>,
+    /// Connections still open at the end of the grace period, closed by force.
+    pub forced: Vec<SocketAddr>,
+    /// Connections accepted over the server's life.
+    pub accepted: u64,
+    /// How long the shutdown took.
+    pub took: Duration,
+}
+
+/// A shutdown that had to force connections closed, as a teardown report shows it.
+#[derive(Debug, thiserror::Error)]
+#[error("{} connection(s) still open after the {grace:?} grace period were closed by force: {peers:?}", peers.len())]
+pub struct Forced {
+    /// The grace period.
+    pub grace: Duration,
+    /// Their peers.
+    pub peers: Vec<SocketAddr>,
+}
+
+struct Conn {
+    peer: SocketAddr,
+    abort: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct Conns {
+    open: HashMap<u64, Conn>,
+    next: u64,
+    accepted: u64,
+    /// Set when shutdown begins: connections that end from then on were drained.
+    draining: bool,
+    drained: Vec<SocketAddr>,
+}
+
+struct Shared {
+    conns: Mutex<Conns>,
+    changed: Notify,
+    /// Cancelled first: stop accepting.
+    accept: CancellationToken,
+    /// Cancelled second: tell connection handlers to finish.
+    connections: CancellationToken,
+    grace: Duration,
+    report: tokio::sync::Mutex<Option<DrainReport>>,
+    acceptor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn conns(&self) -> MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A listening socket, not yet serving.
+///
+/// ```
+/// use closeout_net::TcpServer;
+/// use std::time::Duration;
+/// use tokio::io::AsyncWriteExt;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let server = TcpServer::bind("127.0.0.1:0").await?.grace(Duration::from_secs(1));
+/// let addr = server.local_addr()?;
+/// let handle = server.serve(|mut stream, _peer, _token| async move {
+///     let _ = stream.write_all(b"hello\n").await;
+/// });
+/// let _client = tokio::net::TcpStream::connect(addr).await?;
+/// let report = handle.shutdown().await;
+/// assert!(report.forced.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TcpServer {
+    listener: TcpListener,
+    grace: Duration,
+}
+
+impl TcpServer {
+    /// Binds `addr`.
+    ///
+    /// # Errors
+    ///
+    /// What binding returns.
+    pub async fn bind(addr: impl ToSocketAddrs) -> std::io::Result<TcpServer> {
+        Ok(TcpServer { listener: TcpListener::bind(addr).await?, grace: DEFAULT_GRACE })
+    }
+
+    /// Serves an already bound listener.
+    pub fn from_listener(listener: TcpListener) -> TcpServer {
+        TcpServer { listener, grace: DEFAULT_GRACE }
+    }
+
+    /// How long open connections may take to finish once shutdown begins.
+    pub fn grace(mut self, grace: Duration) -> TcpServer {
+        self.grace = grace;
+        self
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    ///
+    /// What the OS returns.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Starts accepting on the current tokio runtime; each connection runs `handler` on its own
+    /// task with a token that is cancelled when shutdown begins (finish the current request,
+    /// then return).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn serve<H, Fut>(self, handler: H) -> ServerHandle
+    where
+        H: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            conns: Mutex::new(Conns::default()),
+            changed: Notify::new(),
+            accept: CancellationToken::new(),
+            connections: CancellationToken::new(),
+            grace: self.grace,
+            report: tokio::sync::Mutex::new(None),
+            acceptor: Mutex::new(None),
+        });
+        let acceptor = tokio::spawn(accept_loop(self.listener, Arc::clone(&shared), Arc::new(handler)));
+        *shared.acceptor.lock().unwrap_or_else(|p| p.into_inner()) = Some(acceptor);
+        ServerHandle { shared }
+    }
+}
+
+async fn accept_loop<H, Fut>(listener: TcpListener, shared: Arc<Shared>, handler: Arc<H>)
+where
+    H: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = shared.accept.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of fds and the like: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "closeout-net: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let id = {
+            let mut conns = shared.conns();
+            let id = conns.next;
+            conns.next += 1;
+            conns.accepted += 1;
+            conns.open.insert(id, Conn { peer, abort: None });
+            id
+        };
+        let conn = handler(stream, peer, shared.connections.child_token());
+        let done = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            conn.await;
+            let mut conns = done.conns();
+            if let Some(c) = conns.open.remove(&id) {
+                if conns.draining {
+                    conns.drained.push(c.peer);
+                }
+            }
+            drop(conns);
+            done.changed.notify_waiters();
+        });
+        if let Some(c) = shared.conns().open.get_mut(&id) {
+            c.abort = Some(task.abort_handle());
+        }
+    }
+    // The listener is dropped here: new connections are refused from now on.
+}
+
+/// A serving [`TcpServer`]. Clone it freely; [`shutdown`](ServerHandle::shutdown) is
+/// idempotent (later calls wait for and return the first shutdown's report).
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").field("open", &self.open_connections()).finish()
+    }
+}
+
+impl ServerHandle {
+    /// How many connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.conns().open.len()
+    }
+
+    /// Stops accepting, tells handlers to finish, waits up to the grace period for them, then
+    /// aborts the rest (dropping their sockets closes them) and reports each connection.
+    pub async fn shutdown(&self) -> DrainReport {
+        let mut report = self.shared.report.lock().await;
+        if let Some(r) = report.as_ref() {
+            return r.clone();
+        }
+        let start = Instant::now();
+        // 1. Stop accepting: the accept loop ends and drops the listener.
+        self.shared.accept.cancel();
+        let acceptor = self.shared.acceptor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(acceptor) = acceptor {
+            let _ = acceptor.await;
+        }
+        // 2. Ask the open connections to finish.
+        self.shared.conns().draining = true;
+        self.shared.connections.cancel();
+        // 3. Wait for them, up to the grace period.
+        let until = tokio::time::Instant::from_std(start + self.shared.grace);
+        loop {
+            let changed = self.shared.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.shared.conns().open.is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                break;
+            }
+        }
+        // 4. Force-close what is left.
+        let (forced, drained, accepted) = {
+            let mut conns = self.shared.conns();
+            let forced: Vec<SocketAddr> = conns
+                .open
+                .drain()
+                .map(|(_, c)| {
+                    if let Some(abort) = c.abort {
+                        abort.abort();
+                    }
+                    c.peer
+                })
+                .collect();
+            (forced, std::mem::take(&mut conns.drained), conns.accepted)
+        };
+        let done = DrainReport { drained, forced, accepted, took: start.elapsed() };
+        *report = Some(done.clone());
+        done
+    }
+
+    /// A registry resource (category `Network`) whose cleanup is [`shutdown`](ServerHandle::shutdown):
+    /// `Ok` when every connection drained, else the [`Forced`] list.
+    ///
+    /// ```
+    /// use closeout::Registry;
+    /// use closeout_net::TcpServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = Registry::new();
+    /// let server = TcpServer::bind("127.0.0.1:0").await?;
+    /// let handle = server.serve(|_stream, _peer, token| async move { token.cancelled().await });
+    /// registry.register(handle.resource("api"))?;
+    /// assert!(registry.shutdown().await.is_success());
+    /// # Ok(()) }
+    /// ```
+    pub fn resource(&self, id: impl Into<String>) -> Resource {
+        let handle = self.clone();
+        let grace = self.shared.grace;
+        Resource::new_async(id, async move {
+            let report = handle.shutdown().await;
+            if report.forced.is_empty() { Ok(()) } else { Err(Forced { grace, peers: report.forced }) }
+        })
+        .category(Category::Network)
+    }
+}
