@@ -27,11 +27,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not here yet: WebSocket connections with a heartbeat and a reconnecting client.
+//! [`WsConn`] is a WebSocket connection (server or client side) with a ping/pong heartbeat that
+//! closes a silent peer, and an idempotent close handshake.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
 mod server;
+mod ws;
 
 pub use server::{DEFAULT_GRACE, DrainReport, Forced, ServerHandle, TcpServer};
+pub use tokio_tungstenite::tungstenite::Message;
+pub use ws::{CloseReason, NotClean, WsConn, WsError, WsOptions};
