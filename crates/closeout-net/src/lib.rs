@@ -28,14 +28,17 @@
 //! ```
 //!
 //! [`WsConn`] is a WebSocket connection (server or client side) with a ping/pong heartbeat that
-//! closes a silent peer, and an idempotent close handshake.
+//! closes a silent peer, and an idempotent close handshake. [`Reconnecting`] keeps a client
+//! connection up with exponential back-off and an observable [`Health`].
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+mod reconnect;
 mod server;
 mod ws;
 
+pub use reconnect::{Backoff, Health, Reconnecting};
 pub use server::{DEFAULT_GRACE, DrainReport, Forced, ServerHandle, TcpServer};
 pub use tokio_tungstenite::tungstenite::Message;
 pub use ws::{CloseReason, NotClean, WsConn, WsError, WsOptions};

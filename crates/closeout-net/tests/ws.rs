@@ -73,3 +73,46 @@ async fn a_peer_that_answers_pings_stays_open_and_close_is_idempotent() {
     assert_eq!(a, b);
     assert_eq!(server.closed().await, CloseReason::ByPeer(1000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reconnects_with_back_off_and_stops_cleanly() {
+    use closeout_net::{Backoff, Health, Reconnecting};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A server that drops every connection 30 ms after accepting it.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let server = TcpServer::bind("127.0.0.1:0").await.unwrap().grace(Duration::from_secs(1));
+    let addr = server.local_addr().unwrap();
+    let count = accepted.clone();
+    let handle = server.serve(move |stream, _peer, _token| {
+        let count = count.clone();
+        async move {
+            let Ok(ws) = WsConn::accept(stream, WsOptions::new()).await else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            ws.close().await;
+        }
+    });
+    let client = Arc::new(Reconnecting::start(
+        format!("ws://{addr}"),
+        WsOptions::new(),
+        Backoff::new(Duration::from_millis(10), Duration::from_millis(40)),
+    ));
+    let mut seen_waiting = false;
+    let start = Instant::now();
+    while accepted.load(Ordering::SeqCst) < 3 {
+        seen_waiting |= matches!(client.health(), Health::Waiting { .. });
+        assert!(start.elapsed() < Duration::from_secs(10), "did not reconnect");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(seen_waiting, "backed off between connections");
+    let registry = closeout::Registry::new();
+    registry.register(client.clone().resource("upstream")).unwrap();
+    assert!(registry.shutdown().await.is_success());
+    assert_eq!(client.health(), Health::Stopped);
+    let after = accepted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), after, "no reconnect after stop");
+    handle.shutdown().await;
+}
