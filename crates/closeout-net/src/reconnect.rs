@@ -166,7 +166,6 @@ async fn run(
         };
         match attempt {
             Ok(conn) => {
-                failures = 0;
                 state.send_replace((Health::Connected, Some(conn.clone())));
                 tokio::select! {
                     reason = conn.closed() => tracing::debug!(%url, %reason, "closeout-net: connection ended; reconnecting"),
@@ -175,6 +174,7 @@ async fn run(
                         break;
                     }
                 }
+                // A connection that was up and ended: start the back-off over.
                 failures = 1;
             }
             Err(e) => {
