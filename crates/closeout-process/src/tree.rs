@@ -121,8 +121,23 @@ pub enum StopError {
     Signal(#[from] io::Error),
 }
 
+/// The direct child, spawned through std or tokio.
+enum Root {
+    Std(Child),
+    Tokio(tokio::process::Child),
+}
+
+impl Root {
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            Root::Std(c) => c.try_wait(),
+            Root::Tokio(c) => c.try_wait(),
+        }
+    }
+}
+
 struct Inner {
-    child: Mutex<Child>,
+    child: Mutex<Root>,
     pid: u32,
     marker: String,
     grace: Duration,
@@ -163,6 +178,19 @@ impl std::fmt::Debug for ProcessTree {
 
 static NEXT_TREE: AtomicU64 = AtomicU64::new(0);
 
+/// Marks the command's environment and sets up its group or session; returns the marker.
+fn prepare(cmd: &mut Command, opts: &TreeOptions) -> String {
+    let marker = format!("{}-{}", std::process::id(), NEXT_TREE.fetch_add(1, Ordering::Relaxed));
+    cmd.env(scan::MARKER, &marker);
+    if opts.new_session || opts.kill_with_parent {
+        crate::pre_exec::install(cmd, opts.new_session, opts.kill_with_parent);
+    }
+    if !opts.new_session {
+        std::os::unix::process::CommandExt::process_group(cmd, 0);
+    }
+    marker
+}
+
 impl ProcessTree {
     /// Spawns `cmd` as the root of a new tree (its own process group, or session).
     ///
@@ -170,25 +198,46 @@ impl ProcessTree {
     ///
     /// What spawning returns (program not found, no permission, …).
     pub fn spawn(cmd: &mut Command, opts: TreeOptions) -> io::Result<ProcessTree> {
-        let marker = format!("{}-{}", std::process::id(), NEXT_TREE.fetch_add(1, Ordering::Relaxed));
-        cmd.env(scan::MARKER, &marker);
-        if opts.new_session || opts.kill_with_parent {
-            crate::pre_exec::install(cmd, opts.new_session, opts.kill_with_parent);
-        }
-        if !opts.new_session {
-            std::os::unix::process::CommandExt::process_group(cmd, 0);
-        }
+        let marker = prepare(cmd, &opts);
         let child = cmd.spawn()?;
         let pid = child.id();
-        Ok(ProcessTree {
+        Ok(ProcessTree::new(Root::Std(child), pid, marker, &opts))
+    }
+
+    /// [`spawn`](ProcessTree::spawn) for a tokio command (its child is reaped by tokio's
+    /// machinery too; the stop works the same).
+    ///
+    /// # Errors
+    ///
+    /// What spawning returns.
+    ///
+    /// ```
+    /// use closeout_process::{ProcessTree, TreeOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mut cmd = tokio::process::Command::new("sleep");
+    /// cmd.arg("60");
+    /// let tree = ProcessTree::spawn_tokio(&mut cmd, TreeOptions::new())?;
+    /// assert!(tree.stop_async().await.is_graceful());
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn_tokio(cmd: &mut tokio::process::Command, opts: TreeOptions) -> io::Result<ProcessTree> {
+        let marker = prepare(cmd.as_std_mut(), &opts);
+        let child = cmd.spawn()?;
+        let pid = child.id().ok_or_else(|| io::Error::other("the child exited before its pid was read"))?;
+        Ok(ProcessTree::new(Root::Tokio(child), pid, marker, &opts))
+    }
+
+    fn new(root: Root, pid: u32, marker: String, opts: &TreeOptions) -> ProcessTree {
+        ProcessTree {
             inner: Arc::new(Inner {
-                child: Mutex::new(child),
+                child: Mutex::new(root),
                 pid,
                 marker,
                 grace: opts.grace,
                 report: Mutex::new(None),
             }),
-        })
+        }
     }
 
     /// The child's pid (also its process group id).
@@ -211,7 +260,7 @@ impl ProcessTree {
         self.child().try_wait().ok().flatten().is_none() || !self.members().is_empty()
     }
 
-    fn child(&self) -> MutexGuard<'_, Child> {
+    fn child(&self) -> MutexGuard<'_, Root> {
         self.inner.child.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -391,8 +440,14 @@ impl<'a> Ladder<'a> {
 
     fn report(&mut self, survivors: Vec<u32>) -> StopReport {
         if self.status.is_none() && survivors.is_empty() {
-            // Gone from the scan, so `wait` returns at once.
-            self.status = self.tree.child().wait().ok();
+            // Gone from the scan, so it is a zombie or about to be: collect it (bounded).
+            let until = Instant::now() + Duration::from_secs(1);
+            while self.status.is_none() && Instant::now() < until {
+                self.status = self.tree.child().try_wait().ok().flatten();
+                if self.status.is_none() {
+                    std::thread::sleep(POLL);
+                }
+            }
         }
         for &p in &self.seen {
             scan::reap_if_ours(p);

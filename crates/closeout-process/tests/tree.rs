@@ -147,3 +147,16 @@ async fn the_async_stop_reports_the_exit_status() {
     let status = report.status.expect("exit status collected");
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_tokio_flavour_stops_the_whole_tree_too() {
+    become_subreaper().unwrap();
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.args(["-c", FAMILY]);
+    let tree = ProcessTree::spawn_tokio(&mut cmd, TreeOptions::new()).unwrap();
+    let members = members_at_least(&tree, 6);
+    let report = tree.stop_async().await;
+    assert!(report.is_graceful(), "{report:?}");
+    assert!(report.status.is_some(), "exit status collected");
+    assert_all_gone(&members);
+}
