@@ -316,3 +316,32 @@ fn a_dir_builder_removes_exactly_what_it_created() {
     expected.insert("a/x-file-parent/user-file".into(), Some(b"keep me".to_vec()));
     assert_eq!(tree(tmp.path()), expected, "removed exactly the empty directories it created");
 }
+
+/// Helper: a temp dir owned by a registry with process hooks installed; waits for a signal.
+#[test]
+fn temp_dir_owner_child() {
+    if !is_helper() {
+        return;
+    }
+    let registry = closeout::Registry::new();
+    let path = closeout_fs::temp_dir_in(&registry, "scratch").unwrap();
+    std::fs::write(path.join("work.bin"), b"data").unwrap();
+    let _hooks = closeout::hooks::install(registry.clone()).unwrap();
+    println!("DIR {}", path.display());
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+#[test]
+fn a_temp_dir_is_removed_on_sigterm_when_hooks_are_installed() {
+    let mut child =
+        helper("temp_dir_owner_child", &[]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = wait_for(&mut lines, "DIR ");
+    let path = std::path::PathBuf::from(line["DIR ".len()..].trim());
+    assert!(path.join("work.bin").exists());
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15));
+    assert!(!path.exists(), "the temp dir outlived the SIGTERM");
+}
