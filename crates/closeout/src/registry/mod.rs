@@ -90,6 +90,9 @@ pub(crate) struct Inner {
     observer: Option<Observer>,
     max_concurrency: usize,
     deadline: Option<Duration>,
+    /// Numbers tracked tasks, threads and timers: their ids are `name#n`. Not state the
+    /// teardown engine reads, so a plain atomic outside the lock.
+    spawned: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -232,6 +235,7 @@ impl RegistryBuilder {
                 observer: self.observer,
                 max_concurrency: self.max_concurrency.unwrap_or(usize::MAX),
                 deadline: self.deadline,
+                spawned: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -302,11 +306,8 @@ impl Registry {
         depends_on: &[String],
         cleanup: crate::resource::Cleanup,
     ) -> Result<(String, std::sync::Weak<Inner>), (Error, crate::resource::Cleanup)> {
-        let id = {
-            let mut st = self.lock();
-            st.spawned += 1;
-            format!("{name}#{}", st.spawned)
-        };
+        let n = self.inner.spawned.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let id = numbered(name, n);
         let mut resource = Resource::with_cleanup(id.clone(), cleanup).category(category);
         if !depends_on.is_empty() {
             resource = resource.depends_on(depends_on.iter().cloned());
@@ -658,6 +659,27 @@ impl Registry {
     }
 }
 
+/// `name#n`, built without the formatting machinery: this is on every tracked spawn.
+#[cfg(not(loom))]
+fn numbered(name: &str, n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut rest = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(name.len() + 1 + digits.len() - i);
+    id.push_str(name);
+    id.push('#');
+    id.extend(digits[i..].iter().map(|&d| char::from(d)));
+    id
+}
+
 impl Default for Registry {
     fn default() -> Self {
         Registry::new()
@@ -672,5 +694,18 @@ impl fmt::Debug for Registry {
             .field("closed", &st.closed)
             .field("tearing_down", &st.active.is_some())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::numbered;
+
+    #[test]
+    fn numbered_ids_match_format() {
+        for n in [0, 1, 9, 10, 42, 1_000_000, u64::MAX] {
+            assert_eq!(numbered("task", n), format!("task#{n}"));
+        }
+        assert_eq!(numbered("", 5), "#5");
     }
 }

@@ -112,8 +112,6 @@ pub(crate) struct State {
     pub(crate) active: Option<crate::sync::Arc<crate::registry::teardown::RunShared>>,
     /// The registry's token, cancelled when a teardown of everything begins.
     pub(crate) cancel: crate::cancel::Cancel,
-    /// Numbers tracked tasks, threads and timers: their ids are `name#n`.
-    pub(crate) spawned: u64,
 }
 
 /// What a validated registration will store.
@@ -149,7 +147,6 @@ impl State {
             default_timeout,
             run_active: false,
             cancel: crate::cancel::Cancel::default(),
-            spawned: 0,
             inbox: Vec::new(),
             active: None,
         }
