@@ -25,7 +25,7 @@ use crate::error::FsError;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn temp_dir(scope: &Scope, name: &'static str) -> Result<PathBuf, FsError> {
-    let dir = tempfile::tempdir().map_err(|e| FsError::io("create temp dir", &std::env::temp_dir(), e))?;
+    let dir = new_temp_dir()?;
     let path = dir.path().to_owned();
     match scope.defer_named(name, move || dir.close()) {
         Ok(_) => Ok(path),
@@ -55,7 +55,7 @@ pub fn temp_dir(scope: &Scope, name: &'static str) -> Result<PathBuf, FsError> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn temp_dir_in(registry: &Registry, id: impl Into<String>) -> Result<PathBuf, FsError> {
-    let dir = tempfile::tempdir().map_err(|e| FsError::io("create temp dir", &std::env::temp_dir(), e))?;
+    let dir = new_temp_dir()?;
     let path = dir.path().to_owned();
     let resource = Resource::new(id, move || dir.close()).category(Category::File);
     registry.register(resource).map_err(|e| {
@@ -64,4 +64,8 @@ pub fn temp_dir_in(registry: &Registry, id: impl Into<String>) -> Result<PathBuf
         FsError::io("register temp dir", &path, std::io::Error::other(message))
     })?;
     Ok(path)
+}
+
+fn new_temp_dir() -> Result<tempfile::TempDir, FsError> {
+    tempfile::tempdir().map_err(|e| FsError::io("create temp dir", &std::env::temp_dir(), e))
 }

@@ -354,11 +354,6 @@ pub(crate) fn work_token(core: Core<'_>) -> (CancellationToken, Option<Cancellat
     }
 }
 
-/// Hands a refused piece of work back.
-pub(crate) fn refused<F>(error: Error, work: F) -> SpawnError<F> {
-    SpawnError::new(error, work)
-}
-
 mod sealed {
     // Public in a private module: nameable by no one outside the crate, which is what seals
     // `Owner`.

@@ -50,7 +50,7 @@ where
     Fut::Output: Send + 'static,
 {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return Err(owner::refused(Error::NoRuntime, f));
+        return Err(SpawnError::new(Error::NoRuntime, f));
     };
     let (token, own) = owner::work_token(core);
     let cell = WorkCell::new();
@@ -63,7 +63,7 @@ where
     });
     let (link, owner_ref) = match owner::attach(core, &spawn, Category::Task, cleanup) {
         Ok(attached) => attached,
-        Err((error, _unrun)) => return Err(owner::refused(error, f)),
+        Err((error, _unrun)) => return Err(SpawnError::new(error, f)),
     };
     let watch = token.clone();
     let fut = f(token);

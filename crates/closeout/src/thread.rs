@@ -181,7 +181,7 @@ where
     let cleanup = cell.cleanup(own, grace, move |_| Box::new(Abandoned { grace }));
     let (link, owner_ref) = match owner::attach(core, &spawn, category, cleanup) {
         Ok(attached) => attached,
-        Err((error, _unrun)) => return Err(owner::refused(error, f)),
+        Err((error, _unrun)) => return Err(SpawnError::new(error, f)),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     // `f` goes to the thread through a slot so that, if the OS refuses the thread, it can be
@@ -210,7 +210,7 @@ where
         link.detach();
         let f = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         return match f {
-            Some(f) => Err(owner::refused(Error::os("spawning a thread", e), f)),
+            Some(f) => Err(SpawnError::new(Error::os("spawning a thread", e), f)),
             None => unreachable!("the thread was never started, so it cannot have taken the work"),
         };
     }

@@ -62,7 +62,7 @@ where
     F: FnMut() + Send + 'static,
 {
     if period.is_zero() {
-        return Err(owner::refused(Error::InvalidConfig("an interval's period must not be zero"), f));
+        return Err(SpawnError::new(Error::InvalidConfig("an interval's period must not be zero"), f));
     }
     start(core, "interval", f, move |mut f| async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -84,7 +84,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return Err(owner::refused(Error::NoRuntime, f));
+        return Err(SpawnError::new(Error::NoRuntime, f));
     };
     let cell = WorkCell::new();
     let cleanup = {
@@ -99,7 +99,7 @@ where
     let spawn = Spawn::new(name);
     let (link, owner_ref) = match owner::attach(core, &spawn, Category::Timer, cleanup) {
         Ok(attached) => attached,
-        Err((error, _unrun)) => return Err(owner::refused(error, f)),
+        Err((error, _unrun)) => return Err(SpawnError::new(error, f)),
     };
     let fut = body(f);
     let task_cell = Arc::clone(&cell);

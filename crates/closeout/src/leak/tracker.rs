@@ -58,12 +58,9 @@ impl Shard {
         &mut self.chunks[idx as usize / CHUNK][idx as usize % CHUNK]
     }
 
-    fn insert(
-        &mut self,
-        kind: &'static str,
-        name: Option<Box<str>>,
-        backtrace: Option<Arc<Backtrace>>,
-    ) -> (u32, u32) {
+    /// Stores `record` (made and timed by the caller, outside the lock) with the slot's
+    /// generation.
+    fn insert(&mut self, record: Record) -> (u32, u32) {
         let idx = match self.free.pop() {
             Some(idx) => idx,
             None => {
@@ -75,10 +72,9 @@ impl Shard {
                 idx
             }
         };
-        let thread = thread_number();
         let slot = self.slot(idx);
         let generation = slot.generation;
-        *slot = Record { kind, name, backtrace, created: clock::now(), thread, generation };
+        *slot = Record { generation, ..record };
         self.len += 1;
         (idx, generation)
     }
@@ -182,8 +178,21 @@ impl Inner {
 
     fn insert(&self, kind: &'static str, name: Option<Box<str>>, backtrace: bool) -> u64 {
         let backtrace = backtrace.then(|| Arc::new(Backtrace::force_capture()));
-        let shard = thread_number() as usize % SHARDS;
-        let (idx, generation) = self.shard(shard).insert(kind, name, backtrace);
+        self.insert_record(kind, name, backtrace, clock::now())
+    }
+
+    /// Records in this thread's shard; returns the record's key.
+    fn insert_record(
+        &self,
+        kind: &'static str,
+        name: Option<Box<str>>,
+        backtrace: Option<Arc<Backtrace>>,
+        created: clock::Stamp,
+    ) -> u64 {
+        let thread = thread_number();
+        let shard = thread as usize % SHARDS;
+        let record = Record { kind, name, backtrace, created, thread, generation: 0 };
+        let (idx, generation) = self.shard(shard).insert(record);
         key(shard, idx, generation)
     }
 
@@ -402,10 +411,7 @@ impl Tracker {
         if inner.admit().is_none() {
             return;
         }
-        let shard = thread_number() as usize % SHARDS;
-        let mut guard = inner.shard(shard);
-        let (idx, _) = guard.insert(kind, Some(name.into_boxed_str()), backtrace);
-        guard.slot(idx).created = clock::before(age);
+        inner.insert_record(kind, Some(name.into_boxed_str()), backtrace, clock::before(age));
     }
 
     /// How many objects are tracked now (`Arc`s whose value is gone included until the next
