@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::registry::graph::{Graph, ReadyQueues};
+use crate::registry::graph::Graph;
+use crate::registry::schedule::Schedule;
 use crate::registry::state::State;
 use crate::report::SkipReason;
 use crate::resource::{Category, Priority};
@@ -77,27 +78,31 @@ pub struct PlanStep {
 }
 
 impl Plan {
-    pub(crate) fn from_graph(st: &State, g: &Graph) -> Plan {
-        let nodes = &g.nodes;
+    /// Drains a [`Schedule`] one node at a time, exactly as the engine does with
+    /// `max_concurrency(1)`: the order is the engine's by construction.
+    pub(crate) fn from_graph(st: &State, g: Graph) -> Plan {
+        let mut sched = Schedule::new(g);
+        let n_nodes = sched.len();
         // Dependents per node, to list what each step waits for.
-        let mut after: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
-        for (n, node) in nodes.iter().enumerate() {
-            for &m in g.edges.of(node) {
-                after[m as usize].push(n as u32);
+        let mut after: Vec<Vec<u32>> = vec![Vec::new(); n_nodes];
+        for n in 0..n_nodes as u32 {
+            for &m in sched.deps_of(n) {
+                after[m as usize].push(n);
             }
         }
-        let mut pending: Vec<u32> = nodes.iter().map(|n| n.pending).collect();
-        let mut level = vec![0usize; nodes.len()];
-        let mut queues = ReadyQueues::new(nodes);
+        // Groups only regroup the order by level: one later than the latest same-phase dependent.
+        let mut level = vec![0usize; n_nodes];
         let mut phases: Vec<Phase> = Vec::new();
-        // The pop sequence below is the engine's one-at-a-time order: best ready node first,
-        // dependencies pushed the moment they become ready. Groups only regroup it by level.
-        let mut order = Vec::with_capacity(nodes.len());
-        for phase in 0..4u8 {
+        let mut order = Vec::with_capacity(n_nodes);
+        loop {
+            let phase = sched.phase();
             let mut groups: Vec<Vec<PlanStep>> = Vec::new();
-            while let Some(n) = queues.pop(phase) {
-                let node = &nodes[n as usize];
-                let slot = st.slot(node.sid).expect("graph built under the same lock");
+            while let Some(n) = sched.pop() {
+                let node = sched.node(n);
+                let Some(slot) = st.slot(node.sid) else {
+                    sched.complete(n);
+                    continue;
+                };
                 let lvl = level[n as usize];
                 if groups.len() <= lvl {
                     groups.resize_with(lvl + 1, Vec::new);
@@ -112,27 +117,25 @@ impl Plan {
                     cascaded: node.cascaded,
                     after: after[n as usize]
                         .iter()
-                        .filter_map(|&a| st.slot(nodes[a as usize].sid))
+                        .filter_map(|&a| st.slot(sched.node(a).sid))
                         .map(|s| s.id.to_string())
                         .collect(),
                 });
-                for &m in g.edges.of(node) {
-                    let m = m as usize;
-                    pending[m] -= 1;
-                    // Same phase: one group later than its latest dependent.
-                    if nodes[m].phase == phase {
-                        level[m] = level[m].max(lvl + 1);
-                    }
-                    if pending[m] == 0 {
-                        queues.push(nodes[m].phase, nodes[m].key(m as u32));
+                for &m in sched.deps_of(n) {
+                    if sched.node(m).phase == phase {
+                        level[m as usize] = level[m as usize].max(lvl + 1);
                     }
                 }
+                sched.complete(n);
             }
             if !groups.is_empty() {
                 phases.push(Phase { priority: Priority::from_index(phase), groups });
             }
+            if !sched.advance() {
+                break;
+            }
         }
-        let held = g
+        let held = sched
             .held
             .iter()
             .filter_map(|(sid, why)| st.slot(*sid).map(|s| (s.id.to_string(), why.clone())))

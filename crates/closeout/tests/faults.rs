@@ -311,3 +311,115 @@ fn a_registration_during_teardown_that_is_excluded_stays_registered() {
     assert!(report.get("late-db").is_none());
     assert!(report.get("late-other").unwrap().status().is_ok());
 }
+
+/// Eight threads register resources that depend on seeds and on each other while a teardown
+/// runs, and unregister some. Every cleanup takes a ticket when it starts and when it ends: a
+/// dependent must end before its dependency starts, every resource runs at most once, and what
+/// did not run was handed back. Runs in debug builds too (overflow checks on).
+#[test]
+fn eight_threads_registering_dependents_during_a_teardown_keep_dependency_order() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Tickets = Arc<Mutex<HashMap<String, (u64, u64)>>>;
+    let clock = Arc::new(AtomicUsize::new(0));
+    let tickets: Tickets = Arc::default();
+    let make = |id: String, clock: &Arc<AtomicUsize>, tickets: &Tickets, pause: bool| {
+        let (clock, tickets) = (clock.clone(), tickets.clone());
+        let key = id.clone();
+        Resource::new(id, move || {
+            let start = clock.fetch_add(1, Ordering::SeqCst) as u64;
+            if pause {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            let end = clock.fetch_add(1, Ordering::SeqCst) as u64;
+            let before = tickets.lock().unwrap().insert(key.clone(), (start, end));
+            assert!(before.is_none(), "{key} ran twice");
+        })
+    };
+    for round in 0..3 {
+        let r = Registry::builder().max_concurrency(if round == 0 { 1 } else { 4 }).build().unwrap();
+        for i in 0..100 {
+            let mut res = make(format!("r{round}-seed-{i}"), &clock, &tickets, true);
+            if i > 0 {
+                res = res.depends_on([format!("r{round}-seed-{}", i / 2)]);
+            }
+            r.register(res).unwrap();
+        }
+        let edges: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let handed_back = Arc::new(AtomicUsize::new(0));
+        let registered = Arc::new(AtomicUsize::new(100));
+        within(Duration::from_secs(60), {
+            let (r, clock, tickets, edges, handed_back, registered) = (
+                r.clone(),
+                clock.clone(),
+                tickets.clone(),
+                edges.clone(),
+                handed_back.clone(),
+                registered.clone(),
+            );
+            move || {
+                let tearer = {
+                    let r = r.clone();
+                    std::thread::spawn(move || r.cleanup_all_blocking())
+                };
+                let workers: Vec<_> = (0..8)
+                    .map(|t| {
+                        let (r, clock, tickets, edges, handed_back, registered) = (
+                            r.clone(),
+                            clock.clone(),
+                            tickets.clone(),
+                            edges.clone(),
+                            handed_back.clone(),
+                            registered.clone(),
+                        );
+                        std::thread::spawn(move || {
+                            for i in 0..150u64 {
+                                let id = format!("r{round}-t{t}-{i}");
+                                let dep = match i % 3 {
+                                    0 => format!("r{round}-seed-{}", (i * 7 + t) % 100),
+                                    1 if i > 1 => format!("r{round}-t{t}-{}", i - 1),
+                                    _ => format!("r{round}-t{}-{}", (t + 1) % 8, i / 2),
+                                };
+                                let res = make(id.clone(), &clock, &tickets, false).depends_on([dep.clone()]);
+                                if r.register(res).is_ok() {
+                                    registered.fetch_add(1, Ordering::SeqCst);
+                                    edges.lock().unwrap().push((id.clone(), dep));
+                                }
+                                if i % 5 == 0 && r.unregister(&id).ok().flatten().is_some() {
+                                    handed_back.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for w in workers {
+                    w.join().unwrap();
+                }
+                let first = tearer.join().unwrap();
+                let second = r.cleanup_all_blocking();
+                assert!(first.is_success() && second.is_success(), "{first}\n{second}");
+                assert!(r.is_empty());
+            }
+        });
+        let tickets = tickets.lock().unwrap();
+        let prefix = format!("r{round}-");
+        let ran = tickets.keys().filter(|k| k.starts_with(&prefix)).count();
+        assert_eq!(
+            ran + handed_back.load(Ordering::SeqCst),
+            registered.load(Ordering::SeqCst),
+            "every resource ran once or was handed back"
+        );
+        let edges = edges.lock().unwrap();
+        assert!(edges.len() > 100, "the workers registered dependents: {}", edges.len());
+        for (a, b) in edges.iter() {
+            if let (Some(ta), Some(tb)) = (tickets.get(a), tickets.get(b)) {
+                assert!(
+                    ta.1 < tb.0,
+                    "{a} depends on {b} but ended at {} after {b} started at {}",
+                    ta.1,
+                    tb.0
+                );
+            }
+        }
+    }
+}

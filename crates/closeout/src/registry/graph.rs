@@ -63,6 +63,7 @@ impl Edges {
 }
 
 /// The selected graph.
+#[derive(Default)]
 pub(crate) struct Graph {
     pub(crate) nodes: Vec<Node>,
     pub(crate) edges: Edges,
@@ -279,7 +280,14 @@ impl ReadyQueues {
         key.map(|k| k.2)
     }
 
-    pub(crate) fn is_empty(&self, phase: u8) -> bool {
-        self.sorted[phase as usize].is_empty() && self.heap[phase as usize].is_empty()
+    /// The node `pop` would return next, left in place.
+    pub(crate) fn peek(&self, phase: u8) -> Option<u32> {
+        let p = phase as usize;
+        match (self.sorted[p].last(), self.heap[p].peek()) {
+            (Some(a), Some(b)) => Some(if b > a { b.2 } else { a.2 }),
+            (Some(a), None) => Some(a.2),
+            (None, Some(b)) => Some(b.2),
+            (None, None) => None,
+        }
     }
 }

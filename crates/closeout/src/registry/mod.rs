@@ -1,6 +1,7 @@
 //! [`Registry`]: named resources torn down as a dependency graph, concurrently where independent.
 
 pub(crate) mod graph;
+pub(crate) mod schedule;
 mod select;
 pub(crate) mod state;
 mod stats;
@@ -579,7 +580,7 @@ impl Registry {
     pub fn plan_for(&self, selection: &Selection, options: &TeardownOptions) -> Plan {
         let st = self.lock();
         let g = graph::build(&st, selection, options);
-        Plan::from_graph(&st, &g)
+        Plan::from_graph(&st, g)
     }
 
     /// Tears everything down and leaves the registry usable.

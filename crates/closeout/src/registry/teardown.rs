@@ -8,8 +8,9 @@
 //!    then runs its own.
 //! 2. A cleanup is claimed (taken out of its slot) exactly once, under the state lock; from then
 //!    on only the run holds it. So a resource is cleaned at most once.
-//! 3. A node starts only when its phase is the current one and every in-run dependent has
-//!    finished (`pending == 0`). Not level by level: it starts the moment that holds.
+//! 3. A node starts only when [`Schedule::pop`] hands it out: its phase is the current one and
+//!    every in-run dependent has finished, including dependents registered during the run
+//!    (see `schedule`'s invariants). Not level by level: it starts the moment that holds.
 //! 4. No lock is held while user code runs (cleanups, observer).
 //! 5. A run ends only under the state lock with an empty inbox, so every registration made while
 //!    it ran was either taken into it or reported.
@@ -30,7 +31,8 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::observer::{Event, notify};
 use crate::registry::Inner;
-use crate::registry::graph::{self, Edges, Graph, NIL, Node, ReadyQueues};
+use crate::registry::graph::{self, Graph};
+use crate::registry::schedule::{Late, Schedule};
 use crate::registry::select::{Selection, TeardownOptions};
 use crate::registry::state::{SlotId, State};
 use crate::report::{CleanupError, Report, ReportEntry, SkipReason, Status};
@@ -201,27 +203,15 @@ enum Mode {
     Inline,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NodeState {
-    Waiting,
-    Running,
-    Done,
-}
-
 type Running = FuturesUnordered<Pin<Box<dyn std::future::Future<Output = (u32, Status)> + Send>>>;
 
 struct Run {
     inner: Arc<Inner>,
     shared: Arc<RunShared>,
     mode: Mode,
-    nodes: Vec<Node>,
-    edges: Edges,
-    node_state: Vec<NodeState>,
+    /// Which node may start, and where each one is: the one state machine `Plan` drains too.
+    sched: Schedule,
     node_start: Vec<Duration>,
-    node_of: Vec<u32>,
-    held: Vec<(crate::registry::state::SlotId, SkipReason)>,
-    queues: ReadyQueues,
-    phase: u8,
     full: bool,
     opts: TeardownOptions,
     max_concurrency: usize,
@@ -247,24 +237,18 @@ impl Run {
         opts: &TeardownOptions,
         mode: Mode,
     ) -> Run {
-        let Graph { nodes, edges, node_of, held } = graph;
         let start = Instant::now();
         let deadline = opts.deadline.or(inner.deadline);
-        let n = nodes.len();
+        let n = graph.nodes.len();
         Run {
-            queues: ReadyQueues::new(&nodes),
-            node_state: vec![NodeState::Waiting; n],
+            sched: Schedule::new(graph),
             node_start: vec![Duration::ZERO; n],
-            nodes,
-            edges,
-            node_of,
-            held,
-            phase: 0,
             full: *sel == Selection::All,
             opts: opts.clone(),
             max_concurrency: opts.max_concurrency.unwrap_or(inner.max_concurrency),
             start,
-            deadline_at: deadline.map(|d| start + d),
+            // A deadline too far to represent is no deadline at all.
+            deadline_at: deadline.and_then(|d| start.checked_add(d)),
             halt: None,
             last_end: None,
             deferred: None,
@@ -279,12 +263,12 @@ impl Run {
 
     async fn drive(self) -> Report {
         use tracing::Instrument;
-        let span = tracing::debug_span!("closeout.teardown", resources = self.nodes.len());
+        let span = tracing::debug_span!("closeout.teardown", resources = self.sched.len());
         self.drive_in_span().instrument(span).await
     }
 
     async fn drive_in_span(mut self) -> Report {
-        notify(self.inner.observer.as_ref(), Event::TeardownStarted { resources: self.nodes.len() });
+        notify(self.inner.observer.as_ref(), Event::TeardownStarted { resources: self.sched.len() });
         let mut running: Running = FuturesUnordered::new();
         loop {
             if self.inbox_dirty {
@@ -295,11 +279,10 @@ impl Run {
                 if self.halt.is_some() {
                     break;
                 }
-                if !self.queues.is_empty(self.phase) || self.inbox_dirty {
+                if self.sched.has_ready() || self.inbox_dirty {
                     continue;
                 }
-                if self.phase < 3 {
-                    self.phase += 1;
+                if self.sched.advance() {
                     continue;
                 }
                 if self.try_end() {
@@ -331,25 +314,32 @@ impl Run {
                 self.halt = Some(SkipReason::Deadline);
                 return;
             }
-            let Some(n) = self.queues.pop(self.phase) else { return };
-            let (claimed, freed) = {
+            // One lock per resource: free the last inline success, take in what was registered
+            // meanwhile, then pop and claim. Absorbing before popping under the same lock is what
+            // keeps a late dependent ahead of its dependency: nothing registered between the
+            // pop and the claim can depend on the popped node (its slot is `Running` by then).
+            let (popped, freed) = {
                 let mut st = self.inner.lock();
                 let freed = self
                     .deferred
                     .take()
-                    .map(|(m, end)| (m, end, free_slot(&mut st, self.nodes[m as usize].sid, true)));
-                self.inbox_dirty = !st.inbox.is_empty();
-                (st.claim(self.nodes[n as usize].sid), freed)
+                    .map(|(m, end)| (m, end, free_slot(&mut st, self.sched.node(m).sid, true)));
+                if !st.inbox.is_empty() {
+                    absorb(&mut self.sched, &mut self.node_start, self.full, &self.opts, &mut st);
+                }
+                self.inbox_dirty = false;
+                let popped = self.sched.pop().map(|n| (n, st.claim(self.sched.node(n).sid)));
+                (popped, freed)
             };
             if let Some((m, end, freed)) = freed {
                 self.record(m, Status::Ok, freed, end);
             }
+            let Some((n, claimed)) = popped else { return };
             let Some((cleanup, timeout)) = claimed else {
                 // Unregistered or cleared since the run began: nothing to run or report.
-                self.release_deps(n);
+                self.sched.complete(n);
                 continue;
             };
-            self.node_state[n as usize] = NodeState::Running;
             self.node_start[n as usize] = self.last_end.take().unwrap_or_else(|| self.start.elapsed());
             let owner = self.inner.owner();
             match (cleanup.into_call(), timeout) {
@@ -390,11 +380,10 @@ impl Run {
     fn abandon(&mut self, running: &mut Running) {
         running.clear();
         let now = self.start.elapsed();
-        for n in 0..self.nodes.len() as u32 {
-            if self.node_state[n as usize] == NodeState::Running {
-                let ran = now.saturating_sub(self.node_start[n as usize]);
-                self.finish(n, Status::TimedOut(ran));
-            }
+        let abandoned: Vec<u32> = self.sched.running().collect();
+        for n in abandoned {
+            let ran = now.saturating_sub(self.node_start[n as usize]);
+            self.finish(n, Status::TimedOut(ran));
         }
         self.halt = Some(SkipReason::Deadline);
     }
@@ -411,10 +400,10 @@ impl Run {
         let freed = {
             let mut st = self.inner.lock();
             self.inbox_dirty = !st.inbox.is_empty();
-            free_slot(&mut st, self.nodes[n as usize].sid, status.is_ok())
+            free_slot(&mut st, self.sched.node(n).sid, status.is_ok())
         };
         self.record(n, status, freed, end);
-        self.release_deps(n);
+        self.sched.complete(n);
     }
 
     /// A sync cleanup that succeeded inline: its dependencies are released now (so ordering
@@ -423,13 +412,13 @@ impl Run {
     fn finish_deferred(&mut self, n: u32, end: Duration) {
         self.flush_deferred();
         self.deferred = Some((n, end));
-        self.release_deps(n);
+        self.sched.complete(n);
     }
 
     /// Frees and records a deferred success with a lock of its own.
     fn flush_deferred(&mut self) {
         if let Some((n, end)) = self.deferred.take() {
-            let freed = free_slot(&mut self.inner.lock(), self.nodes[n as usize].sid, true);
+            let freed = free_slot(&mut self.inner.lock(), self.sched.node(n).sid, true);
             self.record(n, Status::Ok, freed, end);
         }
     }
@@ -437,7 +426,6 @@ impl Run {
     /// Adds the report entry, tells the observer, and halts on a failure if asked to.
     fn record(&mut self, n: u32, status: Status, (id, category): (String, Category), end: Duration) {
         let duration = end.saturating_sub(self.node_start[n as usize]);
-        self.node_state[n as usize] = NodeState::Done;
         let observer = self.inner.observer.as_ref();
         if status.is_ok() {
             tracing::trace!(id = &*id, ?duration, "closeout: cleaned");
@@ -449,7 +437,7 @@ impl Run {
                 self.halt = Some(SkipReason::StoppedAfterError { failed: id.clone() });
             }
         }
-        let node = &self.nodes[n as usize];
+        let node = self.sched.node(n);
         self.entries.push(ReportEntry {
             id: id.into(),
             seq: node.seq,
@@ -462,72 +450,11 @@ impl Run {
         });
     }
 
-    /// One dependent fewer for each of `n`'s dependencies (invariant 3).
-    fn release_deps(&mut self, n: u32) {
-        self.node_state[n as usize] = NodeState::Done;
-        let (start, len) = (self.nodes[n as usize].edges_start, self.nodes[n as usize].edges_len);
-        for i in start..start + len {
-            let m = self.edges.at(i);
-            let dep = &mut self.nodes[m as usize];
-            dep.pending -= 1;
-            if dep.pending == 0 && self.node_state[m as usize] == NodeState::Waiting {
-                self.queues.push(dep.phase.max(self.phase), dep.key(m));
-            }
-        }
-    }
-
-    /// Takes registrations made during the run into it: all of them for a full teardown;
-    /// otherwise those that depend on something this run has yet to tear down (cascade).
+    /// Takes registrations made during the run into it (see [`absorb`]).
     fn absorb(&mut self) {
         let mut st = self.inner.lock();
         self.inbox_dirty = false;
-        let inbox = std::mem::take(&mut st.inbox);
-        for sid in inbox {
-            let Some(slot) = st.slot(sid) else { continue };
-            // Excluded resources stay registered, whenever they were registered.
-            if graph::excluded(&st, sid.0 as usize, &self.opts) {
-                continue;
-            }
-            let deps: Vec<u32> = slot
-                .deps()
-                .iter()
-                .filter_map(|&(d, g)| {
-                    let m = *self.node_of.get(d as usize)?;
-                    let ok = m != NIL
-                        && self.nodes[m as usize].sid == (d, g)
-                        && self.node_state[m as usize] == NodeState::Waiting;
-                    ok.then_some(m)
-                })
-                .collect();
-            if !self.full && deps.is_empty() {
-                continue;
-            }
-            let own = slot.priority;
-            let eff = deps.iter().map(|&m| self.nodes[m as usize].phase).fold(own, u8::min);
-            let n = self.nodes.len() as u32;
-            for &m in &deps {
-                self.nodes[m as usize].pending += 1;
-            }
-            let (edges_start, edges_len) = self.edges.push(deps);
-            let node = Node {
-                sid,
-                seq: slot.seq,
-                priority: own,
-                phase: eff.max(self.phase),
-                cascaded: !self.full,
-                edges_start,
-                edges_len,
-                pending: 0,
-            };
-            self.queues.push(node.phase, node.key(n));
-            if self.node_of.len() <= sid.0 as usize {
-                self.node_of.resize(sid.0 as usize + 1, NIL);
-            }
-            self.node_of[sid.0 as usize] = n;
-            self.nodes.push(node);
-            self.node_state.push(NodeState::Waiting);
-            self.node_start.push(Duration::ZERO);
-        }
+        absorb(&mut self.sched, &mut self.node_start, self.full, &self.opts, &mut st);
     }
 
     /// Ends the run if nothing was registered meanwhile (invariant 5).
@@ -559,12 +486,8 @@ impl Run {
             }
             let joined = self.shared.joiners.load(Ordering::Relaxed) > 0;
             let reason = self.halt.clone().unwrap_or(SkipReason::Deadline);
-            let mut skipped: Vec<(crate::registry::state::SlotId, SkipReason, bool)> = Vec::new();
-            for (i, node) in self.nodes.iter().enumerate() {
-                if self.node_state[i] == NodeState::Waiting {
-                    skipped.push((node.sid, reason.clone(), node.cascaded));
-                }
-            }
+            let mut skipped: Vec<(crate::registry::state::SlotId, SkipReason, bool)> =
+                self.sched.not_started().map(|node| (node.sid, reason.clone(), node.cascaded)).collect();
             if self.full {
                 for sid in std::mem::take(&mut st.inbox) {
                     if !graph::excluded(&st, sid.0 as usize, &self.opts) {
@@ -572,7 +495,7 @@ impl Run {
                     }
                 }
             }
-            skipped.extend(self.held.drain(..).map(|(sid, r)| (sid, r, false)));
+            skipped.extend(self.sched.held.drain(..).map(|(sid, r)| (sid, r, false)));
             for (sid, why, cascaded) in skipped {
                 if let Some(slot) = st.slot(sid) {
                     entries.push(ReportEntry {
@@ -598,6 +521,31 @@ impl Run {
     }
 }
 
+/// Takes registrations made during the run into it: all of them for a full teardown;
+/// otherwise those that depend on something this run has yet to tear down (cascade).
+fn absorb(
+    sched: &mut Schedule,
+    node_start: &mut Vec<Duration>,
+    full: bool,
+    opts: &TeardownOptions,
+    st: &mut State,
+) {
+    for sid in std::mem::take(&mut st.inbox) {
+        let Some(slot) = st.slot(sid) else { continue };
+        // Excluded resources stay registered, whenever they were registered.
+        if graph::excluded(st, sid.0 as usize, opts) {
+            continue;
+        }
+        if !full && !slot.deps().iter().any(|&d| sched.unstarted(d).is_some()) {
+            continue;
+        }
+        let late =
+            Late { sid, seq: slot.seq, priority: slot.priority, deps: slot.deps().to_vec(), cascaded: !full };
+        sched.add_late(late);
+        node_start.push(Duration::ZERO);
+    }
+}
+
 /// Frees a finished node's slot and counts the outcome; returns its id and category.
 fn free_slot(st: &mut State, sid: SlotId, ok: bool) -> (String, Category) {
     let slot = st.free(sid.0);
@@ -618,10 +566,9 @@ impl Drop for Run {
             return;
         }
         let dropped = "teardown was cancelled (its future dropped) while this cleanup ran";
-        for n in 0..self.nodes.len() as u32 {
-            if self.node_state[n as usize] == NodeState::Running {
-                self.finish(n, Status::Failed(CleanupError::new(dropped.into())));
-            }
+        let running: Vec<u32> = self.sched.running().collect();
+        for n in running {
+            self.finish(n, Status::Failed(CleanupError::new(dropped.into())));
         }
         self.halt = Some(SkipReason::Cancelled);
         let shared = Arc::clone(&self.shared);
@@ -637,14 +584,8 @@ impl Run {
             inner,
             shared,
             mode: Mode::Inline,
-            nodes: Vec::new(),
-            edges: Edges::default(),
-            node_state: Vec::new(),
+            sched: Schedule::new(Graph::default()),
             node_start: Vec::new(),
-            node_of: Vec::new(),
-            held: Vec::new(),
-            queues: ReadyQueues::new(&[]),
-            phase: 0,
             full: false,
             opts: TeardownOptions::default(),
             max_concurrency: 1,
