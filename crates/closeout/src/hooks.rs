@@ -553,7 +553,11 @@ impl Dispatch {
     fn publish(&self, report: &Report, trigger: Trigger) {
         match &self.on_report {
             Some(f) => {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(report, trigger)));
+                if let Err(payload) =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(report, trigger)))
+                {
+                    crate::runner::drop_payload(payload);
+                }
             }
             None => {
                 if trigger != Trigger::Exit || !report.is_success() {

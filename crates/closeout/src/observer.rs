@@ -86,11 +86,25 @@ impl Event<'_> {
 /// A shared observer callback.
 pub(crate) type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync + 'static>;
 
-/// Calls the observer, if any; a panic in it is logged and swallowed.
+/// Runs `f`, which only reports (a `tracing` event formatting a user's error, say), so that a
+/// panic in it (a panicking `Display`, a panicking subscriber) cannot interrupt a teardown.
+/// Nothing runs while this thread is already unwinding: a second panic there would abort.
+pub(crate) fn quietly(f: impl FnOnce()) {
+    if std::thread::panicking() {
+        return;
+    }
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        crate::runner::drop_payload(payload);
+    }
+}
+
+/// Calls the observer, if any; a panic in it is logged and swallowed. Not called while this
+/// thread unwinds (see [`quietly`]).
 pub(crate) fn notify(observer: Option<&Observer>, event: Event<'_>) {
-    if let Some(obs) = observer {
-        if catch_unwind(AssertUnwindSafe(|| obs(&event))).is_err() {
-            tracing::error!(event = event.name(), "closeout: observer panicked; event dropped");
+    if let Some(obs) = observer.filter(|_| !std::thread::panicking()) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| obs(&event))) {
+            crate::runner::drop_payload(payload);
+            quietly(|| tracing::error!(event = event.name(), "closeout: observer panicked; event dropped"));
         }
     }
 }

@@ -76,8 +76,15 @@ impl<F: Future + Unpin> Future for Marked<F> {
     }
 }
 
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic payload, which is then dropped safely (see [`drop_payload`]).
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    let msg = panic_text(&*payload);
+    drop_payload(payload);
+    msg
+}
+
+/// The text of a panic payload that is kept (to be resumed, say).
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -87,12 +94,21 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Drops a caught panic payload without letting its own `Drop` unwind into closeout: a payload
+/// whose destructor panics would otherwise escape the very `catch_unwind` that caught it. The
+/// second payload is leaked (its destructor is what panicked; running it again could loop).
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
+}
+
 #[inline]
 fn status_of(result: std::thread::Result<Outcome>) -> Status {
     match result {
         Ok(Ok(())) => Status::Ok,
         Ok(Err(e)) => Status::Failed(CleanupError::new(e)),
-        Err(payload) => Status::Panicked(panic_message(&*payload)),
+        Err(payload) => Status::Panicked(panic_message(payload)),
     }
 }
 

@@ -360,7 +360,9 @@ impl Outcomes {
     #[cold]
     fn list(&mut self, name: Cow<'static, str>, seq: u64, status: Status, at: Option<Instant>) {
         if !status.is_ok() {
-            tracing::warn!(action = %name, seq, %status, "closeout: scope action did not succeed");
+            crate::observer::quietly(|| {
+                tracing::warn!(action = %name, seq, %status, "closeout: scope action did not succeed");
+            });
         }
         let now = Instant::now();
         // An unnamed failure was not timed: it carries the offset at which it ended.

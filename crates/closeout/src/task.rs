@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, SpawnError};
 use crate::owner::{self, Core, Ended, Spawn, WorkCell};
 use crate::resource::Category;
-use crate::runner::panic_message;
+use crate::runner::panic_text;
 
 /// The error a tracked task is reported with when it did not finish within its grace period
 /// and was aborted.
@@ -75,7 +75,7 @@ where
                 out
             }
             Err(payload) => {
-                task_cell.ended(Ended::Panicked(panic_message(&*payload)), true);
+                task_cell.ended(Ended::Panicked(panic_text(&*payload)), true);
                 // The JoinHandle reports the panic exactly as with `tokio::spawn`.
                 resume_unwind(payload)
             }

@@ -199,7 +199,7 @@ where
                 Ok(value)
             }
             Err(payload) => {
-                let msg = panic_message(&*payload);
+                let msg = panic_message(payload);
                 thread_cell.ended(Ended::Panicked(msg.clone()), true);
                 Err(JoinError::Panicked(msg))
             }

@@ -106,7 +106,7 @@ where
     let handle = rt.spawn(async move {
         match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
             Ok(()) => task_cell.ended(Ended::Finished, false),
-            Err(payload) => task_cell.ended(Ended::Panicked(panic_message(&*payload)), true),
+            Err(payload) => task_cell.ended(Ended::Panicked(panic_message(payload)), true),
         }
     });
     cell.linked(link, owner_ref, Some(handle.abort_handle()));

@@ -261,10 +261,31 @@ impl Run {
         }
     }
 
+    /// Runs to the end. A panic inside the engine (an internal bug, a panicking `tracing`
+    /// subscriber or observer, a panicking `Display` of an error) never wedges the registry: the
+    /// run's `Drop` clears the single-flight state and answers every joiner with what was done,
+    /// and the caller gets that report too (invariant 6).
     async fn drive(self) -> Report {
+        use futures_util::FutureExt;
         use tracing::Instrument;
-        let span = tracing::debug_span!("closeout.teardown", resources = self.sched.len());
-        self.drive_in_span().instrument(span).await
+        let shared = Arc::clone(&self.shared);
+        let fut = async move {
+            let span = tracing::debug_span!("closeout.teardown", resources = self.sched.len());
+            self.drive_in_span().instrument(span).await
+        };
+        // A `let`, so the caught future (and the run inside it, whose `Drop` publishes) is gone
+        // before the published report is read.
+        let result = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+        match result {
+            Ok(report) => report,
+            Err(payload) => {
+                let msg = runner::panic_message(payload);
+                crate::observer::quietly(
+                    || tracing::error!(panic = %msg, "closeout: teardown interrupted by a panic"),
+                );
+                shared.get().unwrap_or_default()
+            }
+        }
     }
 
     async fn drive_in_span(mut self) -> Report {
@@ -428,10 +449,12 @@ impl Run {
         let duration = end.saturating_sub(self.node_start[n as usize]);
         let observer = self.inner.observer.as_ref();
         if status.is_ok() {
-            tracing::trace!(id = &*id, ?duration, "closeout: cleaned");
+            crate::observer::quietly(|| tracing::trace!(id = &*id, ?duration, "closeout: cleaned"));
             notify(observer, Event::Cleaned { id: &id, duration });
         } else {
-            tracing::warn!(id = &*id, %status, "closeout: cleanup did not succeed");
+            crate::observer::quietly(
+                || tracing::warn!(id = &*id, %status, "closeout: cleanup did not succeed"),
+            );
             notify(observer, Event::Failed { id: &id, status: &status });
             if self.opts.stop_on_error && self.halt.is_none() {
                 self.halt = Some(SkipReason::StoppedAfterError { failed: id.clone() });
@@ -514,7 +537,9 @@ impl Run {
         };
         let report = Report { entries, unlisted_ok: 0, duration: self.start.elapsed(), reentrant: false };
         notify(self.inner.observer.as_ref(), Event::TeardownCompleted { report: &report });
-        tracing::debug!(totals = %report.totals(), "closeout: teardown completed");
+        crate::observer::quietly(
+            || tracing::debug!(totals = %report.totals(), "closeout: teardown completed"),
+        );
         // Waiters that did not join only need to wake up; they get an empty report.
         self.shared.publish(if joined || always_publish { report.clone() } else { Report::default() });
         report
@@ -565,7 +590,11 @@ impl Drop for Run {
         if self.finished {
             return;
         }
-        let dropped = "teardown was cancelled (its future dropped) while this cleanup ran";
+        // While unwinding, `finish` and `end` run no user code (observer, `tracing`): see
+        // `observer::quietly`. A success still deferred is recorded first, so its slot is freed.
+        self.flush_deferred();
+        let dropped =
+            "teardown was cancelled (its future dropped, or a panic ended it) while this cleanup ran";
         let running: Vec<u32> = self.sched.running().collect();
         for n in running {
             self.finish(n, Status::Failed(CleanupError::new(dropped.into())));
