@@ -184,7 +184,9 @@ fn replay(model: &mut Model, events: &[Ev], full: bool, mut in_run: BTreeSet<u8>
                 let live =
                     model.live.remove(&key).unwrap_or_else(|| panic!("{key} ran but is not registered"));
                 assert_eq!(live.generation, generation, "the current incarnation of {key} ran");
-                assert!(in_run.contains(&key), "{key} ran but is not part of this teardown");
+                // `in_run` holds what the run has yet to start: a key registered again after it
+                // ran is a new incarnation, in the run only if it was taken in.
+                assert!(in_run.remove(&key), "{key} ran but is not part of this teardown");
                 let users: Vec<u8> =
                     model.live.iter().filter(|(_, r)| r.deps.contains(&key)).map(|(k, _)| *k).collect();
                 assert!(
