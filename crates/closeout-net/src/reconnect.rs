@@ -40,9 +40,25 @@ impl Default for Backoff {
 
 impl Backoff {
     /// Starts at `initial`, doubles each failed attempt, never above `max`.
+    ///
+    /// Every input works: `initial` is at least [`Backoff::MIN`] (a zero back-off would retry in
+    /// a busy loop against a peer that is down) and `max` at least `initial`; `Duration::MAX`
+    /// saturates.
+    ///
+    /// ```
+    /// use closeout_net::Backoff;
+    /// use std::time::Duration;
+    /// let b = Backoff::new(Duration::ZERO, Duration::ZERO);
+    /// assert_eq!(b.delay(1), Backoff::MIN);
+    /// assert_eq!(Backoff::new(Duration::MAX, Duration::MAX).delay(u32::MAX), Duration::MAX);
+    /// ```
     pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff { initial, max }
+        let initial = initial.max(Backoff::MIN);
+        Backoff { initial, max: max.max(initial) }
     }
+
+    /// The shortest wait between attempts: 1 ms.
+    pub const MIN: Duration = Duration::from_millis(1);
 
     /// The wait before attempt `n + 1` after `n` failures in a row (`n` ≥ 1).
     pub fn delay(&self, failures: u32) -> Duration {

@@ -237,7 +237,7 @@ impl ServerHandle {
         self.shared.conns().draining = true;
         self.shared.connections.cancel();
         // 3. Wait for them, up to the grace period.
-        let until = tokio::time::Instant::from_std(start + self.shared.grace);
+        let until = tokio::time::Instant::from_std(closeout::saturating_deadline(start, self.shared.grace));
         loop {
             let changed = self.shared.changed.notified();
             let mut changed = std::pin::pin!(changed);

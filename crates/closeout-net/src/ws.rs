@@ -49,19 +49,21 @@ impl WsOptions {
         }
     }
 
-    /// How often to ping.
+    /// How often to ping. `Duration::ZERO` turns the heartbeat off: no pings, and no silence
+    /// check (the peer is then only closed when the connection ends or errors).
     pub fn heartbeat(mut self, every: Duration) -> WsOptions {
         self.heartbeat = every;
         self
     }
 
-    /// How long the peer may stay silent before it is closed as dead.
+    /// How long the peer may stay silent before it is closed as dead; checked at each heartbeat.
+    /// `Duration::ZERO` closes the connection at the first heartbeat.
     pub fn timeout(mut self, after: Duration) -> WsOptions {
         self.timeout = after;
         self
     }
 
-    /// How long to wait for the peer's Close after sending ours.
+    /// How long to wait for the peer's Close after sending ours. `Duration::ZERO` does not wait.
     pub fn close_timeout(mut self, after: Duration) -> WsOptions {
         self.close_timeout = after;
         self
@@ -286,12 +288,17 @@ where
 {
     let (mut sink, mut stream) = ws.split();
     let mut last_heard = Instant::now();
-    let mut ticks = tokio::time::interval_at(Instant::now() + opts.heartbeat, opts.heartbeat);
+    // A zero heartbeat is off: the ticker is never polled (a zero period would make tokio panic).
+    let beat = opts.heartbeat.max(Duration::from_nanos(1));
+    let heartbeat_on = !opts.heartbeat.is_zero();
+    let first = Instant::from_std(closeout::saturating_deadline(std::time::Instant::now(), beat));
+    let mut ticks = tokio::time::interval_at(first, beat);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing: Option<Instant> = None;
     let close_frame = || Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }));
     loop {
-        let close_deadline = closing.map(|t| t + opts.close_timeout);
+        let close_deadline = closing
+            .map(|t| Instant::from_std(closeout::saturating_deadline(t.into_std(), opts.close_timeout)));
         tokio::select! {
             frame = stream.next() => {
                 last_heard = Instant::now();
@@ -336,7 +343,7 @@ where
                     closing = Some(Instant::now());
                 }
             },
-            _ = ticks.tick(), if closing.is_none() => {
+            _ = ticks.tick(), if closing.is_none() && heartbeat_on => {
                 if last_heard.elapsed() >= opts.timeout {
                     let _ = sink.close().await;
                     return CloseReason::HeartbeatTimeout;

@@ -322,7 +322,10 @@ impl ProcessTree {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn resource(&self, id: impl Into<String>) -> Resource {
-        let timeout = self.inner.grace + KILL_WAIT + Duration::from_secs(1);
+        // A registry takes timeouts up to `MAX_TIMEOUT`; a longer grace is cut by the registry's
+        // deadline anyway, so the timeout saturates there rather than refusing the resource.
+        let timeout =
+            self.inner.grace.saturating_add(KILL_WAIT + Duration::from_secs(1)).min(closeout::MAX_TIMEOUT);
         Resource::new_async(id, self.clone().stop_for_report()).category(Category::Process).timeout(timeout)
     }
 

@@ -38,3 +38,21 @@ pub(crate) fn between(earlier: Stamp, later: Stamp) -> Duration {
 pub(crate) fn before(age: Duration) -> Stamp {
     now().saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX))
 }
+
+/// The instant `after` past `from`, saturating: a span past what an `Instant` can hold (such
+/// as `Duration::MAX`, meaning "never") gives a moment about a century away instead of a panic.
+///
+/// Every crate of the workspace computes deadlines with this, so that no `Duration` a caller
+/// passes can overflow a clock.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let now = Instant::now();
+/// assert_eq!(closeout::saturating_deadline(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+/// assert!(closeout::saturating_deadline(now, Duration::MAX) > now + Duration::from_secs(3_000_000_000));
+/// ```
+pub fn saturating_deadline(from: std::time::Instant, after: Duration) -> std::time::Instant {
+    /// About a century: far past any real deadline, and it fits every platform's `Instant`.
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    from.checked_add(after).or_else(|| from.checked_add(FAR)).unwrap_or(from)
+}

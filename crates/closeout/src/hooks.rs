@@ -516,7 +516,7 @@ impl Dispatch {
 
     /// Waits (bounded by the deadline) for a teardown started elsewhere; returns its trigger.
     fn wait_done(&self) -> Option<Trigger> {
-        let limit = self.deadline + SLACK * 2;
+        let limit = self.deadline.saturating_add(SLACK * 2);
         let guard = lock(&self.done.0);
         let (guard, _) =
             self.done.1.wait_timeout_while(guard, limit, |t| t.is_none()).unwrap_or_else(|p| p.into_inner());
@@ -537,7 +537,7 @@ impl Dispatch {
             // No thread to spare: run here, relying on the registry's own deadline.
             return Some(self.target.run(deadline));
         }
-        match rx.recv_timeout(deadline + SLACK) {
+        match rx.recv_timeout(deadline.saturating_add(SLACK)) {
             Ok(report) => Some(report),
             Err(_) => {
                 let _ = writeln!(

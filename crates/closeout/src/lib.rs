@@ -151,6 +151,7 @@ mod thread;
 #[cfg(not(loom))]
 mod timer;
 
+pub use clock::saturating_deadline;
 pub use error::{BatchError, Error, RegisterError, Rejected, SpawnError};
 pub use observer::Event;
 pub use plan::{Phase, Plan, PlanStep};

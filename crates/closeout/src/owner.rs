@@ -151,7 +151,7 @@ impl OwnerRef {
             OwnerRef::Scope(s) => s.upgrade().and_then(|s| s.cancelled_at()),
             OwnerRef::Registry(r) => r.upgrade().and_then(|r| r.cancelled_at()),
         };
-        began.unwrap_or_else(Instant::now) + grace
+        crate::clock::saturating_deadline(began.unwrap_or_else(Instant::now), grace)
     }
 }
 
@@ -275,7 +275,7 @@ impl WorkCell {
         let owner = self.lock().owner.clone();
         match owner {
             Some(owner) => owner.grace_end(grace),
-            None => Instant::now() + grace,
+            None => crate::clock::saturating_deadline(Instant::now(), grace),
         }
     }
 

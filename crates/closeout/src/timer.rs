@@ -65,7 +65,8 @@ where
         return Err(SpawnError::new(Error::InvalidConfig("an interval's period must not be zero"), f));
     }
     start(core, "interval", f, move |mut f| async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let first = crate::clock::saturating_deadline(std::time::Instant::now(), period);
+        let mut ticks = tokio::time::interval_at(first.into(), period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             ticks.tick().await;

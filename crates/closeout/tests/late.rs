@@ -219,9 +219,10 @@ fn replay(
                 let pos = |d: &String| deps.iter().position(|&k| id(k) == *d);
                 let later = match &expected {
                     Ok(()) => usize::MAX,
-                    Err(Error::DependencyClosing { dependency, .. } | Error::UnknownDependency { dependency, .. }) => {
-                        pos(dependency).unwrap_or(0)
-                    }
+                    Err(
+                        Error::DependencyClosing { dependency, .. }
+                        | Error::UnknownDependency { dependency, .. },
+                    ) => pos(dependency).unwrap_or(0),
                     Err(_) => 0,
                 };
                 let expected = match &result {

@@ -183,7 +183,7 @@ impl LeakCheck {
     /// [`Leaks`], listing what is still there at the timeout.
     pub fn check(&mut self) -> Result<(), Box<Leaks>> {
         self.done = true;
-        let until = Instant::now() + self.timeout;
+        let until = crate::clock::saturating_deadline(Instant::now(), self.timeout);
         let mut pause = Duration::from_millis(1);
         loop {
             let leaks = self.leaks_now();

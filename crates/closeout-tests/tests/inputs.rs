@@ -1,0 +1,296 @@
+//! Every public function of the workspace that takes a `Duration`, a count or a rate, called
+//! with zero, the maximum and values in between. Each call either works (saturating where a
+//! value is past what a clock holds) or returns a typed error at that call; none panics, none
+//! fails later in a background task, and every wait is bounded.
+//!
+//! The list (keep it complete when adding such a function):
+//! - closeout: `Resource::timeout`, `RegistryBuilder::{max_resources, max_concurrency,
+//!   default_timeout, deadline}`, `TeardownOptions::{deadline, max_concurrency}`,
+//!   `Registry::stale`, `Spawn::grace`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
+//!   `LeakCheck::timeout`, `leak::watch_stale`, `Tracker::live_older_than`,
+//!   `StopFlag::wait_timeout`, `leak::Mode::Sampled`;
+//! - closeout-process: `TreeOptions::grace`;
+//! - closeout-fs: `FileLock::{exclusive, shared, exclusive_in}`;
+//! - closeout-net: `Backoff::new`, `Backoff::delay`, `WsOptions::{heartbeat, timeout,
+//!   close_timeout}`, `TcpServer::grace`.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use closeout::leak::{LeakCheck, Mode, Tracker};
+use closeout::{Error, MAX_TIMEOUT, Owner, Registry, Resource, Scope, Selection, Spawn, TeardownOptions};
+
+/// Zero, the smallest, ordinary, the largest a registry takes, just past it, and past any clock.
+const DURATIONS: [Duration; 8] = [
+    Duration::ZERO,
+    Duration::from_nanos(1),
+    Duration::from_millis(1),
+    Duration::from_secs(1),
+    MAX_TIMEOUT,
+    MAX_TIMEOUT.checked_add(Duration::from_nanos(1)).unwrap(),
+    Duration::from_secs(u64::MAX),
+    Duration::MAX,
+];
+
+const COUNTS: [usize; 5] = [0, 1, 2, 1 << 20, usize::MAX];
+
+/// Runs `f` on its own thread and fails if it panics or takes longer than 20 s.
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(v) => v,
+        Err(_) => match handle.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => panic!("{what}: did not return within 20 s"),
+        },
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn closeout_registry_inputs() {
+    for d in DURATIONS {
+        // Resource::timeout: validated at registration, handed back on refusal.
+        let r = Registry::new();
+        match r.register(Resource::new("a", || ()).timeout(d)) {
+            Ok(()) => assert!(!d.is_zero() && d <= MAX_TIMEOUT, "{d:?} accepted"),
+            Err(e) => {
+                assert!(
+                    matches!(e.error(), Error::ZeroTimeout(_) | Error::TimeoutTooLong { .. }),
+                    "{d:?}: {e}"
+                );
+                assert_eq!(e.into_resource().id(), "a", "handed back");
+            }
+        }
+        // RegistryBuilder::default_timeout and ::deadline: validated at build.
+        for built in [Registry::builder().default_timeout(d).build(), Registry::builder().deadline(d).build()]
+        {
+            match built {
+                Ok(_) => assert!(!d.is_zero() && d <= MAX_TIMEOUT, "{d:?} accepted"),
+                Err(e) => {
+                    assert!(matches!(e, Error::ZeroTimeout(_) | Error::TimeoutTooLong { .. }), "{d:?}: {e}")
+                }
+            }
+        }
+        // TeardownOptions::deadline: any value works (zero skips everything; huge is no deadline).
+        let r = Registry::new();
+        r.register(Resource::new("b", || ())).unwrap();
+        let r2 = r.clone();
+        let report = bounded("TeardownOptions::deadline", move || {
+            r2.teardown_blocking(Selection::All, TeardownOptions::new().deadline(d))
+        });
+        assert_eq!(report.len(), 1, "{d:?}: {report}");
+        let _ = r.cleanup_all_blocking();
+        assert!(r.is_empty());
+        // Registry::stale.
+        r.register(Resource::new("c", || ())).unwrap();
+        assert_eq!(r.stale(d).len(), usize::from(d.is_zero()), "{d:?}");
+    }
+    for n in COUNTS {
+        let built = Registry::builder().max_resources(n).build();
+        assert_eq!(built.is_err(), n == 0, "max_resources({n})");
+        let built = Registry::builder().max_concurrency(n).build();
+        assert_eq!(built.is_err(), n == 0, "max_concurrency({n})");
+        let r = Registry::new();
+        r.register(Resource::new("a", || ())).unwrap();
+        let report = r.teardown_blocking(Selection::All, TeardownOptions::new().max_concurrency(n));
+        assert!(report.is_success() && r.is_empty(), "TeardownOptions::max_concurrency({n}): {report}");
+    }
+}
+
+#[test]
+fn closeout_spawned_work_inputs() {
+    let rt = runtime();
+    for d in DURATIONS {
+        // Spawn::grace, in a registry and a scope: work that honours its token ends at once.
+        rt.block_on(async {
+            let r = Registry::new();
+            r.spawn(Spawn::new("w").grace(d), |token| async move { token.cancelled().await }).unwrap();
+            let report =
+                tokio::time::timeout(Duration::from_secs(20), r.cleanup_all()).await.expect("bounded");
+            assert!(report.is_success(), "Spawn::grace({d:?}): {report}");
+            let scope = Scope::new();
+            scope.spawn(Spawn::new("w").grace(d), |token| async move { token.cancelled().await }).unwrap();
+            let report =
+                tokio::time::timeout(Duration::from_secs(20), scope.close_async()).await.expect("bounded");
+            assert!(report.is_success(), "Spawn::grace({d:?}) in a scope: {report}");
+        });
+        // Owner::set_timeout and ::set_interval: a zero period is refused at the call.
+        rt.block_on(async {
+            let scope = Scope::new();
+            scope.set_timeout(d, || ()).unwrap();
+            match scope.set_interval(d, || ()) {
+                Ok(_) => assert!(!d.is_zero()),
+                Err(e) => {
+                    assert!(d.is_zero(), "{d:?}: {e}");
+                    let _closure_back = e.into_inner();
+                }
+            }
+            // Let the timers' tasks start (and a huge period be computed) before release.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let report =
+                tokio::time::timeout(Duration::from_secs(20), scope.close_async()).await.expect("bounded");
+            assert!(report.is_success(), "timers with {d:?}: {report}");
+        });
+        // StopFlag::wait_timeout: an unstopped flag waits at most `d`; a stopped one returns at once.
+        let flag = closeout::StopFlag::new();
+        if d <= Duration::from_secs(1) {
+            assert!(!flag.wait_timeout(d));
+        }
+        flag.stop();
+        assert!(bounded("StopFlag::wait_timeout", move || flag.wait_timeout(d)));
+    }
+}
+
+#[test]
+fn closeout_leak_and_hook_inputs() {
+    for d in DURATIONS {
+        // LeakCheck::timeout: nothing leaked returns at once, whatever the timeout.
+        let tracker = Tracker::new(Mode::Full);
+        let check = LeakCheck::with_tracker(tracker.clone()).tracked_only().timeout(d);
+        bounded("LeakCheck::timeout", move || {
+            let mut check = check;
+            check.check().map_err(|l| l.to_string())
+        })
+        .unwrap();
+        // A leak fails once the timeout passes (only short ones: a long one is the caller's wish).
+        if d <= Duration::from_millis(1) {
+            let _kept = tracker.token("kept");
+            let mut check = LeakCheck::with_tracker(tracker.clone()).tracked_only();
+            let leak = tracker.token("leaked");
+            check = check.timeout(d);
+            assert!(check.check().is_err(), "{d:?}");
+            drop(leak);
+        }
+        // Tracker::live_older_than and leak::watch_stale.
+        let t = tracker.token("old");
+        assert_eq!(tracker.live_older_than(d).len(), usize::from(d.is_zero()));
+        drop(t);
+        closeout::leak::watch_stale(&Registry::new(), d);
+        // Hooks::deadline: zero is refused at install; anything else installs and uninstalls.
+        let installed = closeout::hooks::Hooks::new(Registry::new()).deadline(d).install();
+        match installed {
+            Ok(guard) => {
+                assert!(!d.is_zero());
+                guard.uninstall();
+            }
+            Err(e) => assert!(d.is_zero(), "{d:?}: {e}"),
+        }
+    }
+    // Mode::Sampled: a rate of zero is refused when parsed and treated as one in code.
+    for n in [0u32, 1, 2, u32::MAX] {
+        let tracker = Tracker::new(Mode::Sampled(n));
+        let tokens: Vec<_> = (0..10).map(|_| tracker.token("s")).collect();
+        drop(tokens);
+        assert_eq!(format!("sampled:{n}").parse::<Mode>().is_err(), n == 0);
+    }
+}
+
+#[test]
+fn closeout_process_inputs() {
+    use closeout_process::{ProcessTree, TreeOptions};
+    for d in DURATIONS {
+        let tree =
+            ProcessTree::spawn(std::process::Command::new("sleep").arg("30"), TreeOptions::new().grace(d))
+                .unwrap();
+        let registry = Registry::new();
+        // The resource's timeout covers the grace and saturates at what a registry takes.
+        registry
+            .register(tree.resource("sleeper"))
+            .unwrap_or_else(|e| panic!("TreeOptions::grace({d:?}): {e}"));
+        let report = bounded("TreeOptions::grace", move || registry.shutdown_blocking());
+        assert_eq!(report.len(), 1, "{d:?}: {report}");
+        assert!(!tree.is_running(), "{d:?}: stopped");
+    }
+}
+
+#[test]
+fn closeout_fs_inputs() {
+    use closeout_fs::{Dir, FileLock, FsError};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Dir::open(tmp.path()).unwrap();
+    for d in DURATIONS {
+        let path = tmp.path().join("lock");
+        // Uncontended: every timeout takes the lock at once.
+        drop(FileLock::exclusive(&path, d).unwrap());
+        drop(FileLock::shared(&path, d).unwrap());
+        drop(FileLock::exclusive_in(&dir, "lock2", d).unwrap());
+        // Contended: a short timeout gives up with a typed error naming the holder.
+        if d <= Duration::from_millis(1) {
+            let held = FileLock::exclusive(&path, d).unwrap();
+            let p = path.clone();
+            let got = std::thread::spawn(move || FileLock::exclusive(&p, d).map(drop)).join().unwrap();
+            assert!(matches!(got, Err(FsError::LockTimeout { .. })), "{d:?}: {got:?}");
+            drop(held);
+        }
+    }
+}
+
+#[test]
+fn closeout_net_inputs() {
+    use closeout_net::{Backoff, Message, TcpServer, WsConn, WsOptions};
+    for a in DURATIONS {
+        for b in DURATIONS {
+            let backoff = Backoff::new(a, b);
+            for n in [0u32, 1, 2, 31, 32, 33, u32::MAX] {
+                let delay = backoff.delay(n);
+                assert!(
+                    delay >= Duration::from_millis(1) && delay <= b.max(a).max(Duration::from_millis(1)),
+                    "{a:?} {b:?} {n}: {delay:?}"
+                );
+            }
+        }
+    }
+    let rt = runtime();
+    let options = DURATIONS.iter().flat_map(|&d| {
+        [
+            WsOptions::new().heartbeat(d),
+            WsOptions::new().heartbeat(Duration::from_millis(5)).timeout(d),
+            WsOptions::new().close_timeout(d),
+        ]
+    });
+    for (i, opts) in options.enumerate() {
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                let conn = WsConn::accept(stream, opts).await.unwrap();
+                while let Some(msg) = conn.recv().await {
+                    if conn.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                conn.closed().await
+            });
+            let client = WsConn::connect(&format!("ws://{addr}"), opts).await.unwrap();
+            let _ = client.send(Message::text("hi")).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), client.recv()).await;
+            let closed = tokio::time::timeout(Duration::from_secs(20), client.close()).await;
+            assert!(closed.is_ok(), "WsOptions #{i}: close() returned");
+            let ended = tokio::time::timeout(Duration::from_secs(20), server).await;
+            assert!(
+                matches!(ended, Ok(Ok(_))),
+                "WsOptions #{i}: the server side ended, its task did not panic"
+            );
+        });
+    }
+    for d in DURATIONS {
+        rt.block_on(async move {
+            let server = TcpServer::bind("127.0.0.1:0").await.unwrap().grace(d);
+            let addr = server.local_addr().unwrap();
+            let handle = server.serve(|_stream, _peer, token| async move { token.cancelled().await });
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let report =
+                tokio::time::timeout(Duration::from_secs(20), handle.shutdown()).await.expect("bounded");
+            assert_eq!(report.drained.len() + report.forced.len(), 1, "TcpServer::grace({d:?}): {report:?}");
+        });
+    }
+}
