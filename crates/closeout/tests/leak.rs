@@ -271,3 +271,45 @@ fn the_report_serializes_to_json_and_says_when_tracking_is_off() {
     let off = Tracker::new(Mode::Off);
     assert!(off.report().to_string().contains("set CLOSEOUT_LEAK=full"));
 }
+
+#[test]
+fn empty_kinds_and_names_never_corrupt_the_table() {
+    use closeout::leak::{Mode, Tracker};
+    let tracker = Tracker::new(Mode::Full);
+    for round in 0..3 {
+        let tokens: Vec<_> = (0..100)
+            .map(|i| match i % 3 {
+                0 => tracker.token(""),
+                1 => tracker.token_named("", ""),
+                _ => tracker.token_named("conn", ""),
+            })
+            .collect();
+        assert_eq!(tracker.len(), 100, "round {round}");
+        for r in tracker.live() {
+            assert!(!r.kind().is_empty(), "an empty kind is recorded as a placeholder");
+            assert!(!r.name().is_empty(), "an empty name falls back to the generated one");
+        }
+        drop(tokens);
+        assert_eq!(tracker.len(), 0, "round {round}: every record went away");
+        assert!(tracker.live().is_empty());
+    }
+}
+
+#[test]
+fn live_is_strictly_oldest_first_even_when_slots_are_reused() {
+    use closeout::leak::{Mode, Tracker};
+    let tracker = Tracker::new(Mode::Full);
+    let mut tokens: Vec<Option<closeout::leak::LeakToken>> =
+        (0..200).map(|i| Some(tracker.token_named("obj", format!("first-{i}")))).collect();
+    // Free every other slot, then fill them again: new objects land in old, lower slots.
+    for t in tokens.iter_mut().step_by(2) {
+        *t = None;
+    }
+    let mut expected: Vec<String> = (0..200).filter(|i| i % 2 == 1).map(|i| format!("first-{i}")).collect();
+    for i in 0..100 {
+        tokens.push(Some(tracker.token_named("obj", format!("second-{i}"))));
+        expected.push(format!("second-{i}"));
+    }
+    let order: Vec<String> = tracker.live().iter().map(|r| r.name().into_owned()).collect();
+    assert_eq!(order, expected);
+}

@@ -22,6 +22,8 @@ use crate::leak::report::LeakReport;
 const SHARDS: usize = 32;
 const CHUNK: usize = 1024;
 const IDX_BITS: u32 = 27;
+/// The kind recorded for an object tracked with an empty kind.
+pub(crate) const EMPTY_KIND: &str = "(no kind)";
 /// `level` before the global tracker has read `CLOSEOUT_LEAK`.
 const UNSET: u8 = u8::MAX;
 
@@ -51,6 +53,10 @@ struct Shard {
     len: usize,
     /// Objects tracked through an `Arc`: live while a strong reference is.
     weak: Vec<(u32, Weak<dyn Any + Send + Sync>)>,
+    /// The newest creation stamp: stamps in a shard strictly increase (the coarse clock ticks
+    /// in milliseconds), so `live()` lists a thread's objects in creation order even when their
+    /// slots were reused.
+    last: clock::Stamp,
 }
 
 impl Shard {
@@ -72,9 +78,11 @@ impl Shard {
                 idx
             }
         };
+        let created = record.created.max(self.last.saturating_add(1));
+        self.last = created;
         let slot = self.slot(idx);
         let generation = slot.generation;
-        *slot = Record { generation, ..record };
+        *slot = Record { generation, created, ..record };
         self.len += 1;
         (idx, generation)
     }
@@ -191,6 +199,10 @@ impl Inner {
     ) -> u64 {
         let thread = thread_number();
         let shard = thread as usize % SHARDS;
+        // An empty kind would read as a vacant slot (`Record::is_vacant`); an empty name as no
+        // name at all, which `LeakRecord::name` then generates.
+        let kind = if kind.is_empty() { EMPTY_KIND } else { kind };
+        let name = name.filter(|n| !n.is_empty());
         let record = Record { kind, name, backtrace, created, thread, generation: 0 };
         let (idx, generation) = self.shard(shard).insert(record);
         key(shard, idx, generation)
@@ -205,7 +217,7 @@ impl Inner {
 
 impl Shard {
     const fn new() -> Shard {
-        Shard { chunks: Vec::new(), free: Vec::new(), len: 0, weak: Vec::new() }
+        Shard { chunks: Vec::new(), free: Vec::new(), len: 0, weak: Vec::new(), last: clock::ZERO }
     }
 }
 
@@ -447,6 +459,7 @@ impl Tracker {
                                 age: clock::between(r.created, now),
                                 thread: r.thread,
                                 backtrace: r.backtrace.clone(),
+                                created: r.created,
                             });
                         }
                     }
@@ -457,7 +470,9 @@ impl Tracker {
         if matches!(self.0, Handle::Global) {
             out.extend(crate::leak::stale::stale_records());
         }
-        out.sort_by(|a, b| b.age.cmp(&a.age).then(a.id.cmp(&b.id)));
+        // Oldest first; a shard's stamps strictly increase, so only objects of different threads
+        // can tie, and those go by thread.
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.thread.cmp(&b.thread)).then(a.id.cmp(&b.id)));
         out
     }
 
@@ -518,6 +533,8 @@ pub struct LeakRecord {
     age: Duration,
     thread: u32,
     backtrace: Option<Arc<Backtrace>>,
+    /// The creation stamp, which orders records exactly (ages are rounded to the clock).
+    created: clock::Stamp,
 }
 
 impl LeakRecord {
@@ -528,7 +545,7 @@ impl LeakRecord {
         age: Duration,
         backtrace: Option<Arc<Backtrace>>,
     ) -> LeakRecord {
-        LeakRecord { id, kind, name: Some(name), age, thread: 0, backtrace }
+        LeakRecord { id, kind, name: Some(name), age, thread: 0, backtrace, created: clock::before(age) }
     }
 
     /// Unique among the records of its tracker.
