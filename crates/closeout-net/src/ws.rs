@@ -291,7 +291,7 @@ where
     // A zero heartbeat is off: the ticker is never polled (a zero period would make tokio panic).
     let beat = opts.heartbeat.max(Duration::from_nanos(1));
     let heartbeat_on = !opts.heartbeat.is_zero();
-    let first = Instant::from_std(closeout::saturating_deadline(std::time::Instant::now(), beat));
+    let first = Instant::from_std(closeout::saturating_deadline(Instant::now().into_std(), beat));
     let mut ticks = tokio::time::interval_at(first, beat);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing: Option<Instant> = None;

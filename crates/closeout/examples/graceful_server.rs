@@ -90,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::connect(backend_addr, 4).await?;
     let closing = pool.clone();
     registry.register(
-        Resource::new_async("pool", closing.close()).category(Category::Database).depends_on(["backend#1"]),
+        Resource::new_async("pool", closing.close()).category(Category::Database).depends_on(["backend"]),
     )?;
 
     let app = Router::new().route("/", get(hello)).route("/slow", get(slow)).with_state(pool);

@@ -58,12 +58,50 @@ pub struct Spawn {
     pub(crate) name: Cow<'static, str>,
     pub(crate) grace: Duration,
     pub(crate) depends_on: Vec<String>,
+    /// In a registry: registered as `name#n` rather than `name`.
+    pub(crate) numbered: bool,
 }
 
 impl Spawn {
-    /// Work called `name`, with [`DEFAULT_GRACE`].
+    /// Work called `name`, with [`DEFAULT_GRACE`]. In a [`Registry`] it is registered under
+    /// exactly this id, so `report.get(name)` finds it; a second piece of work with the same id
+    /// is refused with [`Error::DuplicateId`], as a resource would be. For many pieces of work
+    /// under one name, use [`Spawn::numbered`].
+    ///
+    /// ```
+    /// use closeout::{Error, Owner, Registry, Spawn};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = Registry::new();
+    /// registry.spawn(Spawn::new("backend"), |t| async move { t.cancelled().await })?;
+    /// let again = registry.spawn(Spawn::new("backend"), |t| async move { t.cancelled().await });
+    /// assert!(matches!(again.unwrap_err().error(), Error::DuplicateId(id) if id == "backend"));
+    /// let report = registry.shutdown().await;
+    /// assert!(report.get("backend").unwrap().status().is_ok());
+    /// # Ok(()) }
+    /// ```
     pub fn new(name: impl Into<Cow<'static, str>>) -> Spawn {
-        Spawn { name: name.into(), grace: DEFAULT_GRACE, depends_on: Vec::new() }
+        Spawn { name: name.into(), grace: DEFAULT_GRACE, depends_on: Vec::new(), numbered: false }
+    }
+
+    /// Work registered in a [`Registry`] as `name#n`, `n` counting the registry's spawns from 1:
+    /// for many pieces of work under one name. (Timers are always numbered: `timeout#n`,
+    /// `interval#n`.) A scope does not name its entries uniquely and ignores this.
+    ///
+    /// ```
+    /// use closeout::{Owner, Registry, Spawn};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = Registry::new();
+    /// for _ in 0..3 {
+    ///     registry.spawn(Spawn::numbered("worker"), |t| async move { t.cancelled().await })?;
+    /// }
+    /// assert!(registry.contains("worker#1") && registry.contains("worker#3"));
+    /// assert_eq!(registry.shutdown().await.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn numbered(name: impl Into<Cow<'static, str>>) -> Spawn {
+        Spawn { numbered: true, ..Spawn::new(name) }
     }
 
     /// How long the work may take to end by itself once its owner's teardown began, before it
@@ -87,7 +125,7 @@ impl Spawn {
     /// registry.spawn(Spawn::new("server").depends_on(["pool"]), |t| async move { t.cancelled().await })?;
     /// let report = registry.shutdown().await;
     /// let ids: Vec<_> = report.entries().iter().map(|e| e.id()).collect();
-    /// assert_eq!(ids, ["server#1", "pool"]); // the server stops before the pool it uses
+    /// assert_eq!(ids, ["server", "pool"]); // the server stops before the pool it uses
     /// # Ok(()) }
     /// ```
     pub fn depends_on<I, S>(mut self, ids: I) -> Spawn
@@ -170,7 +208,7 @@ pub(crate) fn attach(
             Ok((Link::Scope { shared, idx, generation }, owner))
         }
         Core::Registry(registry) => {
-            let (id, inner) = registry.attach(&spawn.name, category, &spawn.depends_on, cleanup)?;
+            let (id, inner) = registry.attach(spawn, category, cleanup)?;
             let owner = OwnerRef::Registry(inner.clone());
             Ok((Link::Registry { inner, id }, owner))
         }
@@ -388,8 +426,8 @@ impl sealed::Sealed for Registry {
 /// Spawns work that its owner — a [`Scope`] or a [`Registry`] — stops and reports at teardown.
 ///
 /// In a scope the work's entry takes its place in last-in-first-out order under its name; in a
-/// registry it is registered as `name#n` (category [`Task`](Category::Task),
-/// [`Thread`](Category::Thread) or [`Timer`](Category::Timer)), so several pieces of work may
+/// registry it is registered under its name, or as `name#n` with [`Spawn::numbered`] (category [`Task`](Category::Task),
+/// [`Thread`](Category::Thread) or [`Timer`](Category::Timer)); numbered, several pieces of work may
 /// share a name. See the module docs for the cancel → grace → stop sequence.
 ///
 /// ```
@@ -403,8 +441,8 @@ impl sealed::Sealed for Registry {
 ///     std::future::pending::<()>()
 /// })?;
 /// let report = registry.shutdown().await;
-/// assert!(report.get("polite#1").unwrap().status().is_ok());
-/// assert!(!report.get("stubborn#2").unwrap().status().is_ok()); // aborted after its grace
+/// assert!(report.get("polite").unwrap().status().is_ok());
+/// assert!(!report.get("stubborn").unwrap().status().is_ok()); // aborted after its grace
 /// # Ok(()) }
 /// ```
 pub trait Owner: sealed::Sealed {

@@ -65,8 +65,10 @@ where
         return Err(SpawnError::new(Error::InvalidConfig("an interval's period must not be zero"), f));
     }
     start(core, "interval", f, move |mut f| async move {
-        let first = crate::clock::saturating_deadline(std::time::Instant::now(), period);
-        let mut ticks = tokio::time::interval_at(first.into(), period);
+        // tokio's clock (it may be paused in tests), saturating past what an `Instant` holds.
+        let now = tokio::time::Instant::now().into_std();
+        let first = tokio::time::Instant::from_std(crate::clock::saturating_deadline(now, period));
+        let mut ticks = tokio::time::interval_at(first, period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             ticks.tick().await;
@@ -97,7 +99,7 @@ where
             cell.outcome_now()
         })
     };
-    let spawn = Spawn::new(name);
+    let spawn = Spawn::numbered(name);
     let (link, owner_ref) = match owner::attach(core, &spawn, Category::Timer, cleanup) {
         Ok(attached) => attached,
         Err((error, _unrun)) => return Err(SpawnError::new(error, f)),

@@ -124,7 +124,7 @@ fn under_tokio_the_token_stops_tasks_and_shutdown_signal_resolves() {
     assert_eq!(status.signal(), Some(libc_sig(Signal::TERM)), "stderr: {stderr}");
     // The task saw its token cancelled and wound down by itself, before the teardown ended.
     assert_eq!(sorted(log), ["cache", "db", "worker"]);
-    assert!(stderr.contains("worker#1") && stderr.contains("ok"), "report names the task: {stderr}");
+    assert!(stderr.contains("worker") && stderr.contains("ok"), "report names the task: {stderr}");
     assert_eq!(std::fs::read_to_string(run.dir.path().join("signal")).unwrap(), "SIGTERM");
 }
 
@@ -188,7 +188,7 @@ fn a_deaf_thread_and_an_endless_blocking_job_do_not_hang_the_exit() {
     let (status, log, stderr, took) = run.wait(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     assert_eq!(log, ["cache", "db"]);
-    assert!(stderr.contains("deaf#1") && stderr.contains("endless#2"), "stderr: {stderr}");
+    assert!(stderr.contains("deaf") && stderr.contains("endless"), "stderr: {stderr}");
     assert_eq!(stderr.matches("its thread was detached").count(), 2, "stderr: {stderr}");
     assert!(took < Duration::from_secs(20));
 }
@@ -246,7 +246,7 @@ fn graceful_server_drains_in_flight_requests_and_closes_in_dependency_order() {
     assert!(pos("http: drained") < pos("pool: closing 4 connections"), "{stderr}");
     assert!(pos("pool: closing") < pos("backend: stopped"), "{stderr}");
     assert!(
-        pos("  http#2 (task") < pos("  pool (database") && pos("  pool (database") < pos("  backend#1 (task")
+        pos("  http (task") < pos("  pool (database") && pos("  pool (database") < pos("  backend (task")
     );
     assert!(stderr.contains("3 resource(s)") && stderr.contains("3 ok"), "{stderr}");
 }

@@ -297,18 +297,22 @@ impl Registry {
         self.lock().running()
     }
 
-    /// Registers a tracked task, thread or timer under `name#n`; hands the cleanup back if the
-    /// registry refuses it (shut down or full).
+    /// Registers a tracked task, thread or timer under its name (or `name#n` when numbered);
+    /// hands the cleanup back if the registry refuses it (duplicate id, shut down, full).
     #[cfg(not(loom))]
     pub(crate) fn attach(
         &self,
-        name: &str,
+        spawn: &crate::owner::Spawn,
         category: crate::resource::Category,
-        depends_on: &[String],
         cleanup: crate::resource::Cleanup,
     ) -> Result<(String, std::sync::Weak<Inner>), (Error, crate::resource::Cleanup)> {
-        let n = self.inner.spawned.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let id = numbered(name, n);
+        let depends_on = &spawn.depends_on;
+        let id = if spawn.numbered {
+            let n = self.inner.spawned.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            numbered(&spawn.name, n)
+        } else {
+            spawn.name.clone().into_owned()
+        };
         let mut resource = Resource::with_cleanup(id.clone(), cleanup).category(category);
         if !depends_on.is_empty() {
             resource = resource.depends_on(depends_on.iter().cloned());

@@ -70,3 +70,39 @@ pub async fn bounded<F: std::future::Future>(limit: Duration, fut: F) -> F::Outp
 pub fn boom(msg: &str) -> std::io::Error {
     std::io::Error::other(msg.to_owned())
 }
+
+/// Runs a test that checks process-wide state (the global leak tracker, threads, fds, child
+/// processes, hooks) in a process of its own. `cargo test` runs a binary's tests as threads of
+/// one process, so there this re-runs just the named test in a child process and checks that it
+/// passed; under nextest, which already gives every test its own process, it runs in place.
+/// The child is bounded: killed and failed after 60 s.
+pub fn isolated(name: &str, body: impl FnOnce()) {
+    const CHILD: &str = "CLOSEOUT_ISOLATED_TEST";
+    if std::env::var_os("NEXTEST").is_some() || std::env::var(CHILD).is_ok_and(|v| v == name) {
+        return body();
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, name)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name}: its own process did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in its own process: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+}
