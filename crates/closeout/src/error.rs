@@ -248,17 +248,18 @@ impl std::error::Error for BatchError {
 /// action(); // run it yourself, or keep it
 /// ```
 pub struct Rejected<F> {
-    action: F,
+    /// Only ever taken by value, so the error is `Sync` even for a `!Sync` closure.
+    action: sync_wrapper::SyncWrapper<F>,
 }
 
 impl<F> Rejected<F> {
     pub(crate) fn new(action: F) -> Self {
-        Rejected { action }
+        Rejected { action: sync_wrapper::SyncWrapper::new(action) }
     }
 
     /// The action, unrun.
     pub fn into_inner(self) -> F {
-        self.action
+        self.action.into_inner()
     }
 }
 
@@ -290,12 +291,13 @@ impl<F> std::error::Error for Rejected<F> {}
 /// ```
 pub struct SpawnError<F> {
     error: Error,
-    work: F,
+    /// Only ever taken by value, so the error is `Sync` even for `!Sync` work.
+    work: sync_wrapper::SyncWrapper<F>,
 }
 
 impl<F> SpawnError<F> {
     pub(crate) fn new(error: Error, work: F) -> Self {
-        SpawnError { error, work }
+        SpawnError { error, work: sync_wrapper::SyncWrapper::new(work) }
     }
 
     /// Why it was refused.
@@ -305,7 +307,7 @@ impl<F> SpawnError<F> {
 
     /// The work, unstarted.
     pub fn into_inner(self) -> F {
-        self.work
+        self.work.into_inner()
     }
 }
 

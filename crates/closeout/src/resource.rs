@@ -20,6 +20,15 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'stati
 /// allocation when it runs (the box itself becomes the future or the call).
 pub(crate) struct Cleanup(Box<dyn CleanupFn>);
 
+// SAFETY: a `Cleanup` gives no shared access to the closure or future it holds. Its only
+// `&self` method, `is_async`, returns a constant of the wrapper type and reads nothing of the
+// wrapped value; everything else takes the cleanup by value (`into_call`). So sharing a
+// `&Cleanup` between threads can never touch a `!Sync` closure concurrently. This is what makes
+// `Resource`, and so `RegisterError` and `BatchError`, `Sync`: errors that go into
+// `anyhow::Error` and `Box<dyn Error + Send + Sync>` (the `sync_wrapper` argument).
+#[allow(unsafe_code)]
+unsafe impl Sync for Cleanup {}
+
 /// A cleanup opened for running.
 pub(crate) enum Call {
     /// Runs inline, or on a helper thread when it has a timeout.

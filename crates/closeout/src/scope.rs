@@ -249,6 +249,18 @@ impl Stack {
         action
     }
 
+    /// Puts `child` where the child scope at `idx` was (`Scope::take` on a child keeps its
+    /// place in the order); false if that entry is gone.
+    fn replace_child(&mut self, idx: u32, generation: u32, child: Arc<Shared>) -> bool {
+        match self.slots.get_mut(idx as usize) {
+            Some(slot) if slot.generation == generation && matches!(slot.action, Some(Action::Child(_))) => {
+                slot.action = Some(Action::Child(child));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Frees an empty slab.
     #[cold]
     fn shrink(&mut self) {
@@ -662,13 +674,12 @@ impl Scope {
     pub fn take(&mut self) -> Scope {
         let fresh = Shared::new(self.shared.parent.clone());
         let taken = std::mem::replace(&mut self.shared, fresh);
-        if let Some(link) = self.parent.take() {
-            let parent = Arc::clone(&link.shared);
-            link.cancel();
-            let mut st = parent.lock();
-            if !st.released {
-                let (idx, generation) = st.push(Action::Child(Arc::clone(&self.shared)), Cow::Borrowed(""));
-                self.parent = Some(OwnedHandle { shared: Arc::clone(&parent), idx, generation });
+        if let Some(link) = &self.parent {
+            // The emptied child keeps its place: its entry in the parent now releases the fresh
+            // stack, at the same position (one lock, the parent's; the child's is not held).
+            let kept = link.shared.lock().replace_child(link.idx, link.generation, Arc::clone(&self.shared));
+            if !kept {
+                self.parent = None;
             }
         }
         Scope { shared: taken, parent: None }

@@ -361,3 +361,20 @@ fn unnamed_successes_are_counted_named_actions_and_failures_are_listed() {
     assert!(text.contains("#5") && text.contains("unnamed failure"), "{text}");
     assert!(text.contains("3 unnamed scope action(s)"), "{text}");
 }
+
+#[test]
+fn take_on_a_child_keeps_the_childs_place_in_its_parent() {
+    let log = common::Log::new();
+    let parent = Scope::new();
+    parent.defer(log.rec("parent first")).unwrap();
+    let mut child = parent.child().unwrap();
+    parent.defer(log.rec("parent last")).unwrap();
+    child.defer(log.rec("taken")).unwrap();
+    let owned = child.take();
+    child.defer(log.rec("child after take")).unwrap();
+    assert_eq!(parent.len(), 3, "the child still counts once in its parent");
+    let report = parent.close();
+    assert_eq!(log.entries(), ["parent last", "child after take", "parent first"], "{report}");
+    assert_eq!(owned.close().len(), 1);
+    assert_eq!(log.entries().last().map(String::as_str), Some("taken"));
+}
