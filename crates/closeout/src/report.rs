@@ -75,6 +75,12 @@ pub enum SkipReason {
     },
     /// The teardown was cancelled (its future dropped) before this started.
     Cancelled,
+    /// The teardown had taken in as many registrations made while it ran as one run takes (a
+    /// cleanup that registers again each time it runs would otherwise keep it going forever).
+    RunLimit {
+        /// How many registrations made during the run it took in.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -88,6 +94,12 @@ impl fmt::Display for SkipReason {
                 write!(f, "`{dependent}` depends on it and stays registered")
             }
             SkipReason::Cancelled => f.write_str("teardown was cancelled before it started"),
+            SkipReason::RunLimit { limit } => {
+                write!(
+                    f,
+                    "the teardown took in {limit} registrations made while it ran, as many as one run takes"
+                )
+            }
         }
     }
 }

@@ -423,3 +423,50 @@ fn eight_threads_registering_dependents_during_a_teardown_keep_dependency_order(
         }
     }
 }
+
+/// A cleanup that registers a fresh resource like itself every time it runs: without a bound,
+/// `cleanup_all` would never end. One run takes in a bounded number; the rest stays registered,
+/// reported as skipped, for a later teardown. Sync and async cleanups, one at a time and not.
+#[test]
+fn a_cleanup_that_re_registers_itself_cannot_keep_a_run_going_forever() {
+    fn chain(r: &Registry, n: u64, is_async: bool) -> Resource {
+        let r2 = r.clone();
+        let next = move || {
+            let next = chain(&r2, n + 1, is_async);
+            let _ = r2.register(next);
+        };
+        if is_async {
+            Resource::new_async(format!("link-{n}"), async move { next() })
+        } else {
+            Resource::new(format!("link-{n}"), next)
+        }
+    }
+    for is_async in [false, true] {
+        for mc in [1, 8] {
+            let r = Registry::builder().max_concurrency(mc).build().unwrap();
+            r.register(chain(&r, 0, is_async)).unwrap();
+            let r2 = r.clone();
+            let report = within(Duration::from_secs(30), move || r2.cleanup_all_blocking());
+            let skipped: Vec<_> = report
+                .entries()
+                .iter()
+                .filter(|e| matches!(e.status(), Status::Skipped(SkipReason::RunLimit { .. })))
+                .collect();
+            assert_eq!(skipped.len(), 1, "async={is_async} mc={mc}: {}", report.totals());
+            assert_eq!(report.totals().ok, 1 + closeout_min_late_limit(), "async={is_async} mc={mc}");
+            assert_eq!(r.len(), 1, "the rest stays registered");
+            // A later teardown takes it (and the chain goes on, bounded again).
+            let again = within(Duration::from_secs(30), {
+                let r = r.clone();
+                move || r.cleanup_all_blocking()
+            });
+            assert!(again.totals().ok >= 1);
+            r.clear();
+        }
+    }
+}
+
+/// `MIN_LATE_LIMIT` (1,024): the most one run of a one-resource registry takes in.
+fn closeout_min_late_limit() -> usize {
+    1024
+}

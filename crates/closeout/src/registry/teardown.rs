@@ -16,6 +16,9 @@
 //!    it ran was either taken into it or reported.
 //! 6. Whatever way a run ends, including its future being dropped, joiners receive a report and
 //!    `State::active` is cleared (`Run`'s `Drop`).
+//! 7. A run ends: it takes in a bounded number of late registrations ([`MIN_LATE_LIMIT`], or
+//!    four times its size). Past that it starts nothing new; what is left stays registered and
+//!    is reported as skipped (`SkipReason::RunLimit`), so a later teardown can take it.
 //!
 //! # Lock order
 //!
@@ -224,9 +227,18 @@ struct Run {
     /// An inline success whose slot is freed with the next claim (see `finish_deferred`).
     deferred: Option<(u32, Duration)>,
     inbox_dirty: bool,
+    /// How many registrations made during the run it may still take in, and how many it could
+    /// at the start (invariant 7).
+    late_budget: usize,
+    late_limit: usize,
     entries: Vec<ReportEntry>,
     finished: bool,
 }
+
+/// A run takes in at most this many registrations made while it runs, or four times what it
+/// started with if that is more: a cleanup that registers a new resource every time it runs
+/// cannot keep a run going forever.
+pub(crate) const MIN_LATE_LIMIT: usize = 1024;
 
 impl Run {
     fn new(
@@ -253,6 +265,8 @@ impl Run {
             last_end: None,
             deferred: None,
             inbox_dirty: false,
+            late_budget: n.saturating_mul(4).max(MIN_LATE_LIMIT),
+            late_limit: n.saturating_mul(4).max(MIN_LATE_LIMIT),
             entries: Vec::with_capacity(n),
             finished: false,
             inner,
@@ -346,7 +360,17 @@ impl Run {
                     .take()
                     .map(|(m, end)| (m, end, free_slot(&mut st, self.sched.node(m).sid, true)));
                 if !st.inbox.is_empty() {
-                    absorb(&mut self.sched, &mut self.node_start, self.full, &self.opts, &mut st);
+                    let over = absorb(
+                        &mut self.sched,
+                        &mut self.node_start,
+                        self.full,
+                        &self.opts,
+                        &mut st,
+                        &mut self.late_budget,
+                    );
+                    if over {
+                        self.halt.get_or_insert(SkipReason::RunLimit { limit: self.late_limit });
+                    }
                 }
                 self.inbox_dirty = false;
                 let popped = self.sched.pop().map(|n| (n, st.claim(self.sched.node(n).sid)));
@@ -477,7 +501,16 @@ impl Run {
     fn absorb(&mut self) {
         let mut st = self.inner.lock();
         self.inbox_dirty = false;
-        absorb(&mut self.sched, &mut self.node_start, self.full, &self.opts, &mut st);
+        if absorb(
+            &mut self.sched,
+            &mut self.node_start,
+            self.full,
+            &self.opts,
+            &mut st,
+            &mut self.late_budget,
+        ) {
+            self.halt.get_or_insert(SkipReason::RunLimit { limit: self.late_limit });
+        }
     }
 
     /// Ends the run if nothing was registered meanwhile (invariant 5).
@@ -548,14 +581,24 @@ impl Run {
 
 /// Takes registrations made during the run into it: all of them for a full teardown;
 /// otherwise those that depend on something this run has yet to tear down (cascade).
+///
+/// Takes at most `budget` more (invariant 7); past it the rest stays in the inbox and this
+/// returns true: the run then starts nothing new and reports what is left as skipped.
 fn absorb(
     sched: &mut Schedule,
     node_start: &mut Vec<Duration>,
     full: bool,
     opts: &TeardownOptions,
     st: &mut State,
-) {
-    for sid in std::mem::take(&mut st.inbox) {
+    budget: &mut usize,
+) -> bool {
+    let mut inbox = std::mem::take(&mut st.inbox).into_iter();
+    while let Some(sid) = inbox.next() {
+        if *budget == 0 {
+            st.inbox.push(sid);
+            st.inbox.extend(inbox);
+            return true;
+        }
         let Some(slot) = st.slot(sid) else { continue };
         // Excluded resources stay registered, whenever they were registered.
         if graph::excluded(st, sid.0 as usize, opts) {
@@ -568,7 +611,9 @@ fn absorb(
             Late { sid, seq: slot.seq, priority: slot.priority, deps: slot.deps().to_vec(), cascaded: !full };
         sched.add_late(late);
         node_start.push(Duration::ZERO);
+        *budget -= 1;
     }
+    false
 }
 
 /// Frees a finished node's slot and counts the outcome; returns its id and category.
@@ -624,6 +669,8 @@ impl Run {
             last_end: None,
             deferred: None,
             inbox_dirty: false,
+            late_budget: 0,
+            late_limit: 0,
             entries: Vec::new(),
             finished: true,
         }
