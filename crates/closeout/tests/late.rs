@@ -75,10 +75,16 @@ fn teardown() -> impl Strategy<Value = Teardown> {
 }
 
 /// Builds a resource that logs its run, then performs `late` on `registry`.
+/// The registry under test, the event log, and the generation counter, as cleanups see them.
+#[derive(Clone)]
+struct Ctx {
+    registry: Registry,
+    log: EvLog,
+    next_gen: Arc<Mutex<u64>>,
+}
+
 fn resource(
-    registry: &Registry,
-    log: &EvLog,
-    next_gen: &Arc<Mutex<u64>>,
+    ctx: &Ctx,
     key: u8,
     prio: u8,
     deps: &[u8],
@@ -86,8 +92,9 @@ fn resource(
     late: Vec<LateOp>,
     generation: u64,
 ) -> Resource {
-    let (r, l, g) = (registry.clone(), log.clone(), next_gen.clone());
+    let c = ctx.clone();
     let run = move || {
+        let (r, l, g) = (&c.registry, &c.log, &c.next_gen);
         l.lock().unwrap().push(Ev::Ran { key, generation });
         for op in late {
             match op {
@@ -97,7 +104,7 @@ fn resource(
                         *g += 1;
                         *g
                     };
-                    let res = resource(&r, &l, &g, key, prio, &deps, is_async, Vec::new(), generation);
+                    let res = resource(&c, key, prio, &deps, is_async, Vec::new(), generation);
                     let result = r.register(res).map_err(|e| e.error().clone());
                     l.lock().unwrap().push(Ev::Registered { key, prio, deps, generation, result });
                 }
@@ -303,8 +310,8 @@ fn run_rounds(rounds: Vec<(Vec<Seed>, Teardown)>, max_concurrency: usize) {
                 *g
             };
             let expected = model.expect_register(s.key, &s.deps, None);
-            let res =
-                resource(&registry, &log, &next_gen, s.key, s.prio, &s.deps, s.is_async, s.late, generation);
+            let ctx = Ctx { registry: registry.clone(), log: log.clone(), next_gen: next_gen.clone() };
+            let res = resource(&ctx, s.key, s.prio, &s.deps, s.is_async, s.late, generation);
             let got = registry.register(res).map_err(|e| e.error().clone());
             assert_eq!(got, expected);
             if got.is_ok() {
