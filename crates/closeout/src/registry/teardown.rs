@@ -215,8 +215,6 @@ struct Run {
     /// Which node may start, and where each one is: the one state machine `Plan` drains too.
     sched: Schedule,
     node_start: Vec<Duration>,
-    full: bool,
-    opts: TeardownOptions,
     max_concurrency: usize,
     start: Instant,
     deadline_at: Option<Instant>,
@@ -227,12 +225,19 @@ struct Run {
     /// An inline success whose slot is freed with the next claim (see `finish_deferred`).
     deferred: Option<(u32, Duration)>,
     inbox_dirty: bool,
-    /// How many registrations made during the run it may still take in, and how many it could
-    /// at the start (invariant 7).
-    late_budget: usize,
-    late_limit: usize,
+    /// What the run takes in of registrations made while it runs.
+    intake: Intake,
     entries: Vec<ReportEntry>,
     finished: bool,
+}
+
+/// Which registrations made during a run it takes in, and how many more it may (invariant 7).
+struct Intake {
+    /// A teardown of everything takes in all of them; a subset, only what depends on it.
+    full: bool,
+    opts: TeardownOptions,
+    budget: usize,
+    limit: usize,
 }
 
 /// A run takes in at most this many registrations made while it runs, or four times what it
@@ -255,8 +260,6 @@ impl Run {
         Run {
             sched: Schedule::new(graph),
             node_start: vec![Duration::ZERO; n],
-            full: *sel == Selection::All,
-            opts: opts.clone(),
             max_concurrency: opts.max_concurrency.unwrap_or(inner.max_concurrency),
             start,
             // A deadline too far to represent is no deadline at all.
@@ -265,8 +268,12 @@ impl Run {
             last_end: None,
             deferred: None,
             inbox_dirty: false,
-            late_budget: n.saturating_mul(4).max(MIN_LATE_LIMIT),
-            late_limit: n.saturating_mul(4).max(MIN_LATE_LIMIT),
+            intake: Intake {
+                full: *sel == Selection::All,
+                opts: opts.clone(),
+                budget: n.saturating_mul(4).max(MIN_LATE_LIMIT),
+                limit: n.saturating_mul(4).max(MIN_LATE_LIMIT),
+            },
             entries: Vec::with_capacity(n),
             finished: false,
             inner,
@@ -359,21 +366,18 @@ impl Run {
                     .deferred
                     .take()
                     .map(|(m, end)| (m, end, free_slot(&mut st, self.sched.node(m).sid, true)));
-                if !st.inbox.is_empty() {
-                    let over = absorb(
-                        &mut self.sched,
-                        &mut self.node_start,
-                        self.full,
-                        &self.opts,
-                        &mut st,
-                        &mut self.late_budget,
-                    );
-                    if over {
-                        self.halt.get_or_insert(SkipReason::RunLimit { limit: self.late_limit });
-                    }
+                if !st.inbox.is_empty()
+                    && absorb(&mut self.sched, &mut self.node_start, &mut self.intake, &mut st)
+                {
+                    self.halt.get_or_insert(SkipReason::RunLimit { limit: self.intake.limit });
                 }
                 self.inbox_dirty = false;
-                let popped = self.sched.pop().map(|n| (n, st.claim(self.sched.node(n).sid)));
+                // Past the intake limit nothing new starts (invariant 7).
+                let popped = if self.halt.is_some() {
+                    None
+                } else {
+                    self.sched.pop().map(|n| (n, st.claim(self.sched.node(n).sid)))
+                };
                 (popped, freed)
             };
             if let Some((m, end, freed)) = freed {
@@ -480,7 +484,7 @@ impl Run {
                 || tracing::warn!(id = &*id, %status, "closeout: cleanup did not succeed"),
             );
             notify(observer, Event::Failed { id: &id, status: &status });
-            if self.opts.stop_on_error && self.halt.is_none() {
+            if self.intake.opts.stop_on_error && self.halt.is_none() {
                 self.halt = Some(SkipReason::StoppedAfterError { failed: id.clone() });
             }
         }
@@ -501,15 +505,8 @@ impl Run {
     fn absorb(&mut self) {
         let mut st = self.inner.lock();
         self.inbox_dirty = false;
-        if absorb(
-            &mut self.sched,
-            &mut self.node_start,
-            self.full,
-            &self.opts,
-            &mut st,
-            &mut self.late_budget,
-        ) {
-            self.halt.get_or_insert(SkipReason::RunLimit { limit: self.late_limit });
+        if absorb(&mut self.sched, &mut self.node_start, &mut self.intake, &mut st) {
+            self.halt.get_or_insert(SkipReason::RunLimit { limit: self.intake.limit });
         }
     }
 
@@ -536,7 +533,7 @@ impl Run {
             let mut st = self.inner.lock();
             st.run_active = false;
             st.active = None;
-            if self.full && !st.closed {
+            if self.intake.full && !st.closed {
                 // Still usable: what is spawned from now on gets a fresh token.
                 st.cancel.reset();
             }
@@ -544,9 +541,9 @@ impl Run {
             let reason = self.halt.clone().unwrap_or(SkipReason::Deadline);
             let mut skipped: Vec<(crate::registry::state::SlotId, SkipReason, bool)> =
                 self.sched.not_started().map(|node| (node.sid, reason.clone(), node.cascaded)).collect();
-            if self.full {
+            if self.intake.full {
                 for sid in std::mem::take(&mut st.inbox) {
-                    if !graph::excluded(&st, sid.0 as usize, &self.opts) {
+                    if !graph::excluded(&st, sid.0 as usize, &self.intake.opts) {
                         skipped.push((sid, reason.clone(), false));
                     }
                 }
@@ -584,14 +581,8 @@ impl Run {
 ///
 /// Takes at most `budget` more (invariant 7); past it the rest stays in the inbox and this
 /// returns true: the run then starts nothing new and reports what is left as skipped.
-fn absorb(
-    sched: &mut Schedule,
-    node_start: &mut Vec<Duration>,
-    full: bool,
-    opts: &TeardownOptions,
-    st: &mut State,
-    budget: &mut usize,
-) -> bool {
+fn absorb(sched: &mut Schedule, node_start: &mut Vec<Duration>, intake: &mut Intake, st: &mut State) -> bool {
+    let Intake { full, ref opts, ref mut budget, .. } = *intake;
     let mut inbox = std::mem::take(&mut st.inbox).into_iter();
     while let Some(sid) = inbox.next() {
         if *budget == 0 {
@@ -660,8 +651,6 @@ impl Run {
             mode: Mode::Inline,
             sched: Schedule::new(Graph::default()),
             node_start: Vec::new(),
-            full: false,
-            opts: TeardownOptions::default(),
             max_concurrency: 1,
             start: Instant::now(),
             deadline_at: None,
@@ -669,8 +658,7 @@ impl Run {
             last_end: None,
             deferred: None,
             inbox_dirty: false,
-            late_budget: 0,
-            late_limit: 0,
+            intake: Intake { full: false, opts: TeardownOptions::default(), budget: 0, limit: 0 },
             entries: Vec::new(),
             finished: true,
         }
