@@ -466,7 +466,7 @@ fn a_cleanup_that_re_registers_itself_cannot_keep_a_run_going_forever() {
     }
 }
 
-/// `MIN_LATE_LIMIT` (1,024): the most one run of a one-resource registry takes in.
+/// `MIN_LATE_LIMIT` (16,384): the most one run of a one-resource registry takes in.
 fn closeout_min_late_limit() -> usize {
-    1024
+    16_384
 }

@@ -243,7 +243,7 @@ struct Intake {
 /// A run takes in at most this many registrations made while it runs, or four times what it
 /// started with if that is more: a cleanup that registers a new resource every time it runs
 /// cannot keep a run going forever.
-pub(crate) const MIN_LATE_LIMIT: usize = 1024;
+pub(crate) const MIN_LATE_LIMIT: usize = 16_384;
 
 impl Run {
     fn new(
