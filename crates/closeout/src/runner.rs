@@ -171,8 +171,11 @@ async fn run_on_thread(owner: usize, f: Box<dyn SyncCall>, limit: Duration) -> S
 ///
 /// - No runtime on this thread: a temporary current-thread runtime with every driver the
 ///   program's tokio features enable.
-/// - Inside a multi-thread runtime: a helper thread blocks on the future through the runtime's
-///   handle, so the runtime's timers and I/O keep being driven by its workers.
+/// - Inside a multi-thread runtime: `block_in_place` first hands this worker's core to a new
+///   thread (on a blocking thread it changes nothing), then this thread blocks on the future
+///   through the runtime's handle. So the runtime's timers and I/O keep being driven even when
+///   every worker is inside such a call (1 worker; 2 workers with 2 calls at once): nothing
+///   waits on a worker that is itself waiting.
 /// - Inside a current-thread runtime: that runtime cannot make progress while this thread
 ///   blocks, so a helper thread runs the future on a fresh runtime. Cleanups that need I/O of the
 ///   blocked runtime will only finish through their timeout.
@@ -186,6 +189,10 @@ where
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Err(_) => fresh_runtime_block_on(fut),
+        #[cfg(not(loom))]
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            Ok(tokio::task::block_in_place(move || handle.block_on(fut)))
+        }
         Ok(handle) => std::thread::scope(|s| {
             let helper = s.spawn(move || match handle.runtime_flavor() {
                 RuntimeFlavor::CurrentThread => fresh_runtime_block_on(fut),
