@@ -8,7 +8,8 @@
 //!   default_timeout, deadline}`, `TeardownOptions::{deadline, max_concurrency}`,
 //!   `Registry::stale`, `Spawn::grace`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
 //!   `LeakCheck::timeout`, `leak::watch_stale`, `Tracker::live_older_than`,
-//!   `StopFlag::wait_timeout`, `leak::Mode::Sampled`;
+//!   `StopFlag::wait_timeout`, `leak::Mode::Sampled`, `ScopeBuilder::{deadline,
+//!   action_timeout}`, `Scope::defer_async_within`;
 //! - closeout-process: `TreeOptions::grace`;
 //! - closeout-fs: `FileLock::{exclusive, shared, exclusive_in}`;
 //! - closeout-net: `Backoff::new`, `Backoff::delay`, `WsOptions::{heartbeat, timeout,
@@ -101,6 +102,32 @@ fn closeout_registry_inputs() {
         r.register(Resource::new("a", || ())).unwrap();
         let report = r.teardown_blocking(Selection::All, TeardownOptions::new().max_concurrency(n));
         assert!(report.is_success() && r.is_empty(), "TeardownOptions::max_concurrency({n}): {report}");
+    }
+}
+
+#[test]
+fn closeout_scope_inputs() {
+    for d in DURATIONS {
+        let ok = !d.is_zero() && d <= MAX_TIMEOUT;
+        for built in [Scope::builder().deadline(d).build(), Scope::builder().action_timeout(d).build()] {
+            match built {
+                Ok(scope) => {
+                    assert!(ok, "{d:?} accepted");
+                    scope.defer_async(async {}).unwrap();
+                    let report = bounded("ScopeBuilder", move || scope.close());
+                    assert_eq!(report.len(), 1);
+                }
+                Err(e) => assert!(
+                    !ok && matches!(e, Error::ZeroTimeout(_) | Error::TimeoutTooLong { .. }),
+                    "{d:?}: {e}"
+                ),
+            }
+        }
+        // defer_async_within: any timeout works (zero: dropped after one poll; huge: saturates).
+        let scope = Scope::new();
+        scope.defer_async_within("quick", d, async {}).unwrap();
+        let report = bounded("defer_async_within", move || scope.close());
+        assert!(report.is_success(), "{d:?}: {report}");
     }
 }
 

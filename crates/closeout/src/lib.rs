@@ -158,7 +158,7 @@ pub use plan::{Phase, Plan, PlanStep};
 pub use registry::{Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions};
 pub use report::{CleanupError, Report, ReportEntry, SkipReason, Status, TeardownError, Totals};
 pub use resource::{BoxError, Category, IntoOutcome, MAX_TIMEOUT, Priority, Resource};
-pub use scope::{Handle, OwnedHandle, Scope};
+pub use scope::{Handle, OwnedHandle, Scope, ScopeBuilder};
 /// The token type of [`Scope::token`] and [`Registry::token`], re-exported from `tokio-util`.
 pub use tokio_util::sync::CancellationToken;
 #[cfg(not(loom))]

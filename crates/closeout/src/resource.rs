@@ -595,3 +595,14 @@ impl fmt::Debug for Resource {
             .finish()
     }
 }
+
+/// Rejects zero and absurd timeouts.
+pub(crate) fn check_timeout(id: &str, t: Duration) -> Result<(), crate::Error> {
+    if t.is_zero() {
+        return Err(crate::Error::ZeroTimeout(id.to_owned()));
+    }
+    if t > MAX_TIMEOUT {
+        return Err(crate::Error::TimeoutTooLong { id: id.to_owned(), timeout: t, max: MAX_TIMEOUT });
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -76,14 +76,25 @@ const NIL: u32 = u32::MAX;
 /// scope dropped with async actions still runs them, by blocking the dropping thread:
 ///
 /// - without a tokio runtime on the thread, on a temporary current-thread runtime;
-/// - inside a multi-thread runtime, on a helper thread through the runtime's handle (its timers
-///   and I/O keep working);
+/// - inside a multi-thread runtime, through the runtime's handle after handing this worker on
+///   (`block_in_place`), so its timers and I/O keep working even when every worker is busy;
 /// - inside a current-thread runtime, on a helper thread with a fresh runtime: futures that need
-///   I/O registered with the blocked runtime cannot progress, so release such scopes with
-///   `close_async().await` instead.
+///   I/O registered with the blocked runtime cannot progress (they end at the deadline), so
+///   release such scopes with `close_async().await` instead.
 ///
 /// Each time `Drop` has to block for async actions it emits a `tracing` warning naming how many,
 /// and every failed action is logged at error level: nothing is silent.
+///
+/// # Timeouts and the deadline
+///
+/// A blocking release (`release`, `close`, `Drop`) never waits forever: its async actions share
+/// a deadline, [`Scope::DEFAULT_DEADLINE`] (30 s) unless [`Scope::builder`] sets one. Past it,
+/// the action running is dropped and every async action left is reported as timed out.
+/// `close_async` has a deadline only when one is set. Per action: a timeout of its own
+/// ([`defer_async_within`](Scope::defer_async_within)) or the scope's
+/// [`action_timeout`](ScopeBuilder::action_timeout). A sync action runs inline and cannot be
+/// interrupted, unless it has a timeout: then it runs on a helper thread that is detached if it
+/// overruns.
 ///
 /// # Resource leaking
 ///
@@ -126,6 +137,23 @@ pub(crate) struct Shared {
     stack: Mutex<Stack>,
     /// A child's token is a child of its parent's.
     parent: Option<Weak<Shared>>,
+    limits: Limits,
+}
+
+/// A scope's time limits ([`ScopeBuilder`]); a child scope inherits its parent's.
+#[derive(Clone, Copy, Debug, Default)]
+struct Limits {
+    /// For a whole release.
+    deadline: Option<Duration>,
+    /// For each action that has no timeout of its own.
+    action_timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// Whether a release must go through the timed (async-capable) path.
+    fn timed(&self) -> bool {
+        self.action_timeout.is_some()
+    }
 }
 
 /// A doubly linked list threaded through a slab: push, cancel anywhere and pop are O(1), and
@@ -154,9 +182,9 @@ const SHRINK_AT: usize = 4096;
 
 struct Slot {
     action: Option<Action>,
-    /// Out of line and only for named actions: most actions are unnamed, and a small slot keeps
-    /// the hot path close to a plain vector of boxes.
-    name: Option<Box<Cow<'static, str>>>,
+    /// Out of line and only for named or timed actions: most actions are neither, and a small
+    /// slot keeps the hot path close to a plain vector of boxes.
+    meta: Option<Box<Meta>>,
     /// Deferral order (wraps after 2^32, used only to label unnamed failures).
     seq: u32,
     prev: u32,
@@ -167,6 +195,12 @@ struct Slot {
 enum Action {
     Cleanup(Cleanup),
     Child(Arc<Shared>),
+}
+
+/// An action's name and its own timeout.
+struct Meta {
+    name: Cow<'static, str>,
+    timeout: Option<Duration>,
 }
 
 impl Stack {
@@ -183,17 +217,21 @@ impl Stack {
     }
 
     fn push(&mut self, action: Action, name: Cow<'static, str>) -> (u32, u32) {
+        let meta = (!name.is_empty()).then(|| Box::new(Meta { name, timeout: None }));
+        self.push_meta(action, meta)
+    }
+
+    fn push_meta(&mut self, action: Action, meta: Option<Box<Meta>>) -> (u32, u32) {
         self.count(&action, 1);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        let name = (!name.is_empty()).then(|| Box::new(name));
         let prev = self.tail;
         let idx = if self.free != NIL {
             let idx = self.free;
             let slot = &mut self.slots[idx as usize];
             self.free = slot.next;
             slot.action = Some(action);
-            slot.name = name;
+            slot.meta = meta;
             slot.seq = seq;
             slot.prev = prev;
             slot.next = NIL;
@@ -202,7 +240,7 @@ impl Stack {
             let idx = u32::try_from(self.slots.len()).expect("more than 4 billion live actions");
             self.slots.push(Slot {
                 action: Some(action),
-                name,
+                meta,
                 seq,
                 prev,
                 next: NIL,
@@ -231,7 +269,7 @@ impl Stack {
         let slot = &mut self.slots[idx as usize];
         let (prev, next) = (slot.prev, slot.next);
         slot.generation = slot.generation.wrapping_add(1);
-        slot.name = None;
+        slot.meta = None;
         slot.next = self.free;
         self.free = idx;
         if prev != NIL {
@@ -282,8 +320,8 @@ impl Stack {
 }
 
 impl Shared {
-    fn new(parent: Option<Weak<Shared>>) -> Arc<Shared> {
-        Arc::new(Shared { stack: Mutex::new(Stack::new()), parent })
+    fn new(parent: Option<Weak<Shared>>, limits: Limits) -> Arc<Shared> {
+        Arc::new(Shared { stack: Mutex::new(Stack::new()), parent, limits })
     }
 
     /// Takes every action out, marks the scope released, and cancels its token before any
@@ -401,15 +439,16 @@ impl Outcomes {
     }
 }
 
-/// Walks a taken stack last-in first, handing each action to `f` with its name and seq.
-fn for_each_lifo(mut stack: Stack, mut f: impl FnMut(Action, Cow<'static, str>, u64)) {
+/// Walks a taken stack last-in first, handing each action to `f` with its name, seq and own
+/// timeout.
+fn for_each_lifo(mut stack: Stack, mut f: impl FnMut(Action, Cow<'static, str>, u64, Option<Duration>)) {
     let mut idx = stack.tail;
     while idx != NIL {
         let slot = &mut stack.slots[idx as usize];
         idx = slot.prev;
         if let Some(action) = slot.action.take() {
-            let name = slot.name.take().map_or(Cow::Borrowed(""), |n| *n);
-            f(action, name, u64::from(slot.seq));
+            let (name, timeout) = slot.meta.take().map_or((Cow::Borrowed(""), None), |m| (m.name, m.timeout));
+            f(action, name, u64::from(slot.seq), timeout);
         }
     }
 }
@@ -420,7 +459,7 @@ fn for_each_lifo(mut stack: Stack, mut f: impl FnMut(Action, Cow<'static, str>, 
 fn release_sync(shared: &Shared, out: &mut Outcomes) {
     let _mark = runner::Mark::enter(0);
     let stack = shared.take_all();
-    for_each_lifo(stack, |action, name, seq| match action {
+    for_each_lifo(stack, |action, name, seq, _timeout| match action {
         Action::Cleanup(c) => {
             let at = out.clock(&name);
             let status = match c.into_call() {
@@ -433,38 +472,57 @@ fn release_sync(shared: &Shared, out: &mut Outcomes) {
     });
 }
 
-/// Releases, awaiting async actions in their place in the order.
+/// Releases, awaiting async actions in their place in the order. An async action gets at most
+/// its own timeout (or its scope's `action_timeout`) and never runs past `deadline`: past
+/// either it is dropped and reported as timed out. A sync action with a timeout runs on a helper
+/// thread that is detached if it overruns; one without runs inline.
 fn release_async<'a>(
     shared: &'a Shared,
     out: &'a mut Outcomes,
+    deadline: Option<Instant>,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
     Box::pin(async move {
         let mut actions = Vec::new();
         let stack = shared.take_all();
-        for_each_lifo(stack, |a, name, seq| actions.push((a, name, seq)));
-        for (action, name, seq) in actions {
+        for_each_lifo(stack, |a, name, seq, timeout| actions.push((a, name, seq, timeout)));
+        for (action, name, seq, timeout) in actions {
             match action {
                 Action::Cleanup(c) => {
                     let at = out.clock(&name);
-                    let status = runner::run(0, c.into_call(), None).await;
+                    let own = timeout.or(shared.limits.action_timeout);
+                    let call = c.into_call();
+                    let left = match (&call, deadline) {
+                        (Call::Async(_), Some(at)) => Some(at.saturating_duration_since(Instant::now())),
+                        _ => None,
+                    };
+                    let limit = match (own, left) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let status = runner::run(0, call, limit).await;
                     out.record(name, seq, status, at);
                 }
-                Action::Child(child) => release_async(&child, out).await,
+                Action::Child(child) => release_async(&child, out, deadline).await,
             }
         }
     })
 }
 
 fn release_blocking(shared: &Arc<Shared>) -> Report {
-    if !shared.has_async() {
+    if !shared.has_async() && !shared.limits.timed() {
         let mut out = Outcomes::new();
         release_sync(shared, &mut out);
         return out.into_report();
     }
     let shared2 = Arc::clone(shared);
+    // A blocking release always has a deadline (invariant: `Drop` never waits forever).
+    let deadline = Some(crate::clock::saturating_deadline(
+        Instant::now(),
+        shared.limits.deadline.unwrap_or(Scope::DEFAULT_DEADLINE),
+    ));
     let result = runner::block_on(async move {
         let mut out = Outcomes::new();
-        release_async(&shared2, &mut out).await;
+        release_async(&shared2, &mut out, deadline).await;
         out
     });
     match result {
@@ -478,7 +536,75 @@ fn release_blocking(shared: &Arc<Shared>) -> Report {
     }
 }
 
+/// Configures a [`Scope`]'s time limits.
+///
+/// ```
+/// use closeout::Scope;
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let scope = Scope::builder()
+///     .deadline(Duration::from_millis(200)) // for the whole release
+///     .action_timeout(Duration::from_millis(50)) // for each action without its own
+///     .build()?;
+/// scope.defer_async_named("hung", std::future::pending::<()>())?;
+/// let report = scope.close_async().await; // returns after 50 ms, not never
+/// assert!(matches!(report.get("hung").unwrap().status(), closeout::Status::TimedOut(_)));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+#[must_use]
+pub struct ScopeBuilder {
+    limits: Limits,
+}
+
+impl ScopeBuilder {
+    /// The most a whole release may take for its async actions: past it, the one running is
+    /// dropped and reported as timed out, and async actions not started yet are reported as
+    /// timed out after one poll. Sync actions without a timeout still run (inline, they cannot
+    /// be interrupted). Blocking releases (`release`, `close`, `Drop`) default to
+    /// [`Scope::DEFAULT_DEADLINE`]; `close_async` has none unless set here.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.limits.deadline = Some(deadline);
+        self
+    }
+
+    /// The timeout of every action deferred without one of its own. A sync action with a
+    /// timeout runs on a helper thread, detached (and reported as timed out) if it overruns.
+    pub fn action_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.action_timeout = Some(timeout);
+        self
+    }
+
+    /// Builds the scope.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroTimeout`](crate::Error::ZeroTimeout) or
+    /// [`Error::TimeoutTooLong`](crate::Error::TimeoutTooLong) (above
+    /// [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)) for either limit.
+    pub fn build(self) -> Result<Scope, crate::Error> {
+        for (what, limit) in
+            [("deadline", self.limits.deadline), ("action_timeout", self.limits.action_timeout)]
+        {
+            if let Some(t) = limit {
+                crate::resource::check_timeout(what, t)?;
+            }
+        }
+        Ok(Scope { shared: Shared::new(None, self.limits), parent: None })
+    }
+}
+
 impl Scope {
+    /// The deadline of a blocking release (`release`, `close`, `Drop`) of a scope built without
+    /// one: 30 s. A hung async action is dropped when it passes, and reported as timed out.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+    /// Configures time limits: a deadline for the whole release, a timeout per action.
+    pub fn builder() -> ScopeBuilder {
+        ScopeBuilder::default()
+    }
+
     /// An empty scope.
     ///
     /// ```
@@ -486,7 +612,7 @@ impl Scope {
     /// assert!(scope.is_empty());
     /// ```
     pub fn new() -> Scope {
-        Scope { shared: Shared::new(None), parent: None }
+        Scope { shared: Shared::new(None, Limits::default()), parent: None }
     }
 
     /// The scope's [`CancellationToken`], cancelled the moment release begins, before any
@@ -627,6 +753,43 @@ impl Scope {
         Ok(Handle { shared: &self.shared, idx, generation })
     }
 
+    /// Like [`defer_async_named`](Scope::defer_async_named), with a timeout of its own: past it
+    /// the future is dropped and reported as timed out. Zero drops it after one poll;
+    /// `Duration::MAX` saturates.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] with the future if the scope was already released.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let scope = closeout::Scope::new();
+    /// scope.defer_async_within("flush", Duration::from_millis(20), std::future::pending::<()>())?;
+    /// let report = scope.close_async().await;
+    /// assert!(matches!(report.get("flush").unwrap().status(), closeout::Status::TimedOut(_)));
+    /// # Ok(()) }
+    /// ```
+    pub fn defer_async_within<Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        timeout: Duration,
+        fut: Fut,
+    ) -> Result<Handle<'_>, Rejected<Fut>>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoOutcome,
+    {
+        let mut st = self.shared.lock();
+        if st.released {
+            return Err(Rejected::new(fut));
+        }
+        let meta = Box::new(Meta { name: name.into(), timeout: Some(timeout) });
+        let (idx, generation) = st.push_meta(Action::Cleanup(Cleanup::from_future(fut)), Some(meta));
+        Ok(Handle { shared: &self.shared, idx, generation })
+    }
+
     /// A child scope, released in this scope's order at the position it was created, before
     /// this scope continues. Releasing the child earlier removes it from this scope.
     ///
@@ -650,7 +813,7 @@ impl Scope {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn child(&self) -> Result<Scope, Rejected<()>> {
-        let child = Shared::new(Some(Arc::downgrade(&self.shared)));
+        let child = Shared::new(Some(Arc::downgrade(&self.shared)), self.shared.limits);
         let handle =
             self.push(Action::Child(Arc::clone(&child)), Cow::Borrowed("")).map_err(|_| Rejected::new(()))?;
         Ok(Scope { shared: child, parent: Some(handle.into_owned()) })
@@ -672,7 +835,7 @@ impl Scope {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn take(&mut self) -> Scope {
-        let fresh = Shared::new(self.shared.parent.clone());
+        let fresh = Shared::new(self.shared.parent.clone(), self.shared.limits);
         let taken = std::mem::replace(&mut self.shared, fresh);
         if let Some(link) = &self.parent {
             // The emptied child keeps its place: its entry in the parent now releases the fresh
@@ -733,7 +896,9 @@ impl Scope {
     /// ```
     pub async fn release_async(&self) -> Report {
         let mut out = Outcomes::new();
-        release_async(&self.shared, &mut out).await;
+        let deadline =
+            self.shared.limits.deadline.map(|d| crate::clock::saturating_deadline(Instant::now(), d));
+        release_async(&self.shared, &mut out, deadline).await;
         self.unlink();
         out.into_report()
     }
@@ -933,7 +1098,7 @@ mod tests {
         assert_ne!(d.1, b.1, "generation bumped");
         assert_eq!(st.slots.len(), 3);
         let mut names = Vec::new();
-        for_each_lifo(st.take_all().0, |_, n, _| names.push(n));
+        for_each_lifo(st.take_all().0, |_, n, _, _| names.push(n));
         assert_eq!(names, ["d", "c", "a"]);
         let _ = (a, c);
     }

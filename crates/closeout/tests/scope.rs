@@ -378,3 +378,82 @@ fn take_on_a_child_keeps_the_childs_place_in_its_parent() {
     assert_eq!(owned.close().len(), 1);
     assert_eq!(log.entries().last().map(String::as_str), Some("taken"));
 }
+
+#[test]
+fn a_scope_times_out_hung_actions_and_its_release_has_a_deadline() {
+    use closeout::Status;
+    // close_async, a blocking close and Drop, each with a hung async action among good ones.
+    for how in ["close_async", "close", "drop"] {
+        let log = common::Log::new();
+        let scope = Scope::builder().deadline(Duration::from_millis(300)).build().unwrap();
+        scope.defer(log.rec("sync first-deferred")).unwrap();
+        scope.defer_async_named("hung", std::future::pending::<()>()).unwrap();
+        scope
+            .defer_async_within("own timeout", Duration::from_millis(50), std::future::pending::<()>())
+            .unwrap();
+        scope.defer(log.rec("sync last-deferred")).unwrap();
+        let started = std::time::Instant::now();
+        let report = common::within(Duration::from_secs(10), move || match how {
+            "close_async" => {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                Some(rt.block_on(scope.close_async()))
+            }
+            "close" => Some(scope.close()),
+            _ => {
+                drop(scope);
+                None
+            }
+        });
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "{how}: bounded by the deadline, took {took:?}");
+        assert_eq!(
+            log.entries(),
+            ["sync last-deferred", "sync first-deferred"],
+            "{how}: every other action ran"
+        );
+        if let Some(report) = report {
+            assert!(
+                matches!(report.get("own timeout").unwrap().status(), Status::TimedOut(t) if *t == Duration::from_millis(50))
+            );
+            assert!(matches!(report.get("hung").unwrap().status(), Status::TimedOut(_)), "{report}");
+            assert_eq!(report.totals().ok, 2, "{report}");
+        }
+    }
+}
+
+#[test]
+fn an_action_timeout_covers_sync_and_async_actions() {
+    use closeout::Status;
+    let scope = Scope::builder().action_timeout(Duration::from_millis(50)).build().unwrap();
+    scope.defer_named("stuck sync", || std::thread::sleep(Duration::from_secs(3))).unwrap();
+    scope.defer_async_named("stuck async", std::future::pending::<()>()).unwrap();
+    scope.defer_named("fine", || ()).unwrap();
+    let report = common::within(Duration::from_secs(10), move || scope.close());
+    assert!(matches!(report.get("stuck sync").unwrap().status(), Status::TimedOut(_)), "{report}");
+    assert!(matches!(report.get("stuck async").unwrap().status(), Status::TimedOut(_)), "{report}");
+    assert!(report.get("fine").unwrap().status().is_ok());
+}
+
+#[test]
+fn scope_limits_are_validated_when_built() {
+    use closeout::Error;
+    for d in [Duration::ZERO, closeout::MAX_TIMEOUT + Duration::from_nanos(1), Duration::MAX] {
+        assert!(matches!(
+            Scope::builder().deadline(d).build(),
+            Err(Error::ZeroTimeout(_) | Error::TimeoutTooLong { .. })
+        ));
+        assert!(matches!(
+            Scope::builder().action_timeout(d).build(),
+            Err(Error::ZeroTimeout(_) | Error::TimeoutTooLong { .. })
+        ));
+    }
+    // A child inherits its parent's limits.
+    let parent = Scope::builder().action_timeout(Duration::from_millis(20)).build().unwrap();
+    let child = parent.child().unwrap();
+    child.defer_async_named("hung", std::future::pending::<()>()).unwrap();
+    let report = common::within(Duration::from_secs(10), move || {
+        let _child = child; // released by its parent, in its place
+        parent.close()
+    });
+    assert!(matches!(report.get("hung").unwrap().status(), closeout::Status::TimedOut(_)), "{report}");
+}

@@ -21,7 +21,8 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 
 use crate::error::{Error, RegisterError};
-use crate::resource::{Category, Cleanup, Extra, MAX_TIMEOUT, Priority, Resource};
+pub(crate) use crate::resource::check_timeout;
+use crate::resource::{Category, Cleanup, Extra, Priority, Resource};
 
 /// Slot numbers and generations.
 pub(crate) type SlotId = (u32, u32);
@@ -472,17 +473,6 @@ impl State {
         r.extra = extra;
         Some(r)
     }
-}
-
-/// Rejects zero and absurd timeouts.
-pub(crate) fn check_timeout(id: &str, t: Duration) -> Result<(), Error> {
-    if t.is_zero() {
-        return Err(Error::ZeroTimeout(id.to_owned()));
-    }
-    if t > MAX_TIMEOUT {
-        return Err(Error::TimeoutTooLong { id: id.to_owned(), timeout: t, max: MAX_TIMEOUT });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
