@@ -14,6 +14,8 @@
 //! - `hang`: one cleanup never returns; the deadline (500 ms) still ends the process.
 //! - `slow`: one cleanup takes 5 s; a second signal cuts it short.
 //! - `panic-main`, `panic-thread`: a panic runs the teardown.
+//! - `panic:<where>:<policy>`, where is `main`, `thread` or `task`, policy `main`, `any` or
+//!   `off`: the panic policy matrix. The end of `main` still tears down, once.
 //! - `stuck`: a thread that ignores its stop flag and a blocking job that never returns; the
 //!   end of `main` still ends the process.
 //! - `normal`: returns from `main`; dropping the guard runs the teardown.
@@ -22,7 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use closeout::hooks::Hooks;
+use closeout::hooks::{Hooks, PanicPolicy};
 use closeout::{Owner, Registry, Resource, Spawn};
 
 fn log_cleanup(dir: &Path, id: &'static str) -> Resource {
@@ -109,8 +111,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _guard = hooks.install()?;
             panic!("boom in main");
         }
+        m if m.starts_with("panic:") => {
+            let mut parts = m.split(':').skip(1);
+            let place = parts.next().unwrap_or("main").to_owned();
+            let policy = match parts.next() {
+                Some("any") => PanicPolicy::AnyThread,
+                Some("off") => PanicPolicy::Off,
+                _ => PanicPolicy::MainThread,
+            };
+            let guard =
+                hooks.panic(policy).on_report(|_, trigger| eprintln!("teardown on {trigger}")).install()?;
+            match place.as_str() {
+                "thread" => {
+                    let _ = std::thread::spawn(|| panic!("boom in a thread")).join();
+                }
+                "task" => {
+                    let rt = tokio::runtime::Runtime::new()?;
+                    let _ = rt.block_on(async { tokio::spawn(async { panic!("boom in a task") }).await });
+                }
+                _ => {
+                    let _ = std::panic::catch_unwind(|| panic!("boom in main"));
+                }
+            }
+            eprintln!("still running");
+            drop(guard);
+            Ok(())
+        }
         "panic-thread" => {
-            let guard = hooks.install()?;
+            let guard = hooks.panic(PanicPolicy::AnyThread).install()?;
             let worker = std::thread::spawn(|| panic!("boom in a thread"));
             let _ = worker.join();
             // The panic already ran the teardown; dropping the guard does not run it again.

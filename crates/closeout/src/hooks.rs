@@ -16,9 +16,11 @@
 //!   that line cannot be written.
 //! - **The deadline** holds even when a cleanup ignores its own timeout: past it (plus
 //!   [`SLACK`]), the process exits anyway, naming what was still running.
-//! - **A panic** (in any thread, tokio tasks included) runs the teardown once, then the panic
-//!   hook that was installed before. A panic inside a cleanup is the cleanup's own: it is caught
-//!   and reported, and never starts a teardown.
+//! - **A panic on the main thread** runs the teardown once, then the panic hook that was
+//!   installed before. A panic in another thread or a tokio task is reported (`tracing` error)
+//!   and tears nothing down, since the process goes on; [`PanicPolicy`] offers the other choices
+//!   (any thread; off). A panic inside a cleanup is the cleanup's own: it is caught and
+//!   reported, and never starts a teardown.
 //! - **The normal path**: dropping the [`HookGuard`] at the end of `main` runs the teardown too,
 //!   then uninstalls the hooks. [`HookGuard::uninstall`] removes them without a teardown.
 //!
@@ -187,14 +189,14 @@ type ReportFn = Box<dyn Fn(&Report, Trigger) + Send + Sync>;
 /// Configures the process hooks; [`install`](Hooks::install) sets them up.
 ///
 /// ```
-/// use closeout::{Registry, hooks::Hooks};
+/// use closeout::{Registry, hooks::{Hooks, PanicPolicy}};
 /// use std::time::Duration;
 ///
 /// let registry = Registry::new();
 /// let guard = Hooks::new(registry.clone())
 ///     .deadline(Duration::from_secs(5))
 ///     .signals(&[signal_hook::consts::SIGTERM])
-///     .panic(false)
+///     .panic(PanicPolicy::Off)
 ///     .on_report(|report, trigger| eprintln!("teardown on {trigger}:\n{report}"))
 ///     .install()?;
 /// guard.uninstall(); // removes the hooks without tearing down
@@ -205,9 +207,57 @@ pub struct Hooks {
     target: Target,
     deadline: Duration,
     signals: Vec<i32>,
-    panic: bool,
+    panic: PanicPolicy,
     exit: bool,
     on_report: Option<ReportFn>,
+}
+
+/// Which panics start the process-wide teardown.
+///
+/// Rust's own semantics: a panic in a spawned thread or a tokio task ends only that thread or
+/// task, and the process goes on. Tearing down every resource then would leave a running
+/// service with nothing, so by default only a panic on the main thread (which ends the
+/// process) tears down; others are reported with a `tracing` error and change nothing.
+///
+/// ```
+/// use closeout::hooks::{Hooks, PanicPolicy};
+/// let hooks = Hooks::new(closeout::Registry::new()).panic(PanicPolicy::AnyThread);
+/// # let _ = hooks;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PanicPolicy {
+    /// A panic on the main thread, outside any tokio task, tears down (the default). A panic in
+    /// another thread or in a task is reported (`tracing` error) and tears nothing down.
+    #[default]
+    MainThread,
+    /// A panic anywhere (any thread, any task) tears down.
+    AnyThread,
+    /// No panic tears down; the panic hook is not installed.
+    Off,
+}
+
+impl PanicPolicy {
+    /// Whether a panic happening on this thread, now, starts the teardown.
+    fn tears_down_here(self) -> bool {
+        match self {
+            PanicPolicy::AnyThread => true,
+            PanicPolicy::Off => false,
+            PanicPolicy::MainThread => on_main_thread() && tokio::task::try_id().is_none(),
+        }
+    }
+}
+
+/// Whether this is the process's main thread: on Linux its thread id is the process id.
+fn on_main_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::thread::gettid() == rustix::process::getpid()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        std::thread::current().name() == Some("main")
+    }
 }
 
 impl fmt::Debug for Hooks {
@@ -230,7 +280,7 @@ impl Hooks {
             target: target.into(),
             deadline: DEFAULT_DEADLINE,
             signals: DEFAULT_SIGNALS.to_vec(),
-            panic: true,
+            panic: PanicPolicy::MainThread,
             exit: true,
             on_report: None,
         }
@@ -249,10 +299,10 @@ impl Hooks {
         self
     }
 
-    /// Whether a panic starts the teardown (default: yes). A service that survives panics in
-    /// its tasks (they are caught by tokio) should turn this off.
-    pub fn panic(mut self, yes: bool) -> Hooks {
-        self.panic = yes;
+    /// Which panics start the teardown (default: [`PanicPolicy::MainThread`]: a panic on the
+    /// main thread does; one in another thread or a tokio task is only reported).
+    pub fn panic(mut self, policy: PanicPolicy) -> Hooks {
+        self.panic = policy;
         self
     }
 
@@ -316,7 +366,8 @@ impl Hooks {
                 .spawn(move || dispatch_signals(signals, &dispatch))
                 .map_err(|e| Error::os("starting the signal thread", e))?
         };
-        let panic = self.panic.then(|| install_panic_hook(&dispatch));
+        let policy = self.panic;
+        let panic = (policy != PanicPolicy::Off).then(|| install_panic_hook(&dispatch, policy));
         RECEIVED.store(0, Ordering::SeqCst);
         ARMED.get_or_init(default_flag).store(false, Ordering::SeqCst);
         *installed = Some(Arc::clone(&dispatch));
@@ -632,13 +683,26 @@ static PREVIOUS_HOOK: Mutex<Option<Arc<PanicHook>>> = Mutex::new(None);
 
 /// Chains a panic hook that runs the teardown, then the previous hook. Returns the address of
 /// our hook, to recognise it on uninstall.
-fn install_panic_hook(dispatch: &Arc<Dispatch>) -> usize {
+fn install_panic_hook(dispatch: &Arc<Dispatch>, policy: PanicPolicy) -> usize {
     let previous: Arc<PanicHook> = Arc::new(std::panic::take_hook());
     *lock(&PREVIOUS_HOOK) = Some(Arc::clone(&previous));
     let dispatch = Arc::clone(dispatch);
     let hook: PanicHook = Box::new(move |info| {
+        // A panic inside a cleanup is the cleanup's own: caught and reported by the teardown.
         if dispatch.active.load(Ordering::SeqCst) && !crate::runner::in_cleanup() {
-            dispatch.run_once(Trigger::Panic);
+            if policy.tears_down_here() {
+                dispatch.run_once(Trigger::Panic);
+            } else {
+                let thread = std::thread::current();
+                let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+                // Not `observer::quietly`: this thread is already panicking here.
+                tracing::error!(
+                    thread = thread.name().unwrap_or("<unnamed>"),
+                    task = ?tokio::task::try_id(),
+                    %location,
+                    "closeout: panic outside the main thread; nothing was torn down (PanicPolicy::MainThread)"
+                );
+            }
         }
         previous(info);
     });

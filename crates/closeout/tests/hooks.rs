@@ -173,6 +173,26 @@ fn a_panic_in_main_runs_the_teardown_then_the_previous_hook() {
     assert!(teardown < message, "teardown first, then the previous hook: {stderr}");
 }
 
+/// The panic policy matrix: where the panic happens × the policy. Only the main thread (by
+/// default) or any thread (`AnyThread`) tears down on the panic; otherwise the program goes on
+/// and the end of `main` tears down. Either way exactly once.
+#[test]
+fn the_panic_policy_decides_which_panics_tear_down() {
+    for place in ["main", "thread", "task"] {
+        for policy in ["main", "any", "off"] {
+            let mut run = start(&format!("panic:{place}:{policy}"), false);
+            let (status, log, stderr, _) = run.wait(Duration::from_secs(30));
+            let on_panic = matches!((place, policy), ("main", "main") | (_, "any"));
+            assert_eq!(status.code(), Some(0), "{place}/{policy}: {stderr}");
+            assert_eq!(log, ["cache", "db"], "{place}/{policy}: torn down exactly once");
+            let trigger = if on_panic { "teardown on panic" } else { "teardown on exit" };
+            assert!(stderr.contains(trigger), "{place}/{policy}: expected {trigger:?}: {stderr}");
+            assert_eq!(stderr.matches("teardown on").count(), 1, "{place}/{policy}: {stderr}");
+            assert!(stderr.contains("still running"), "{place}/{policy}: the program went on: {stderr}");
+        }
+    }
+}
+
 #[test]
 fn a_panic_in_a_thread_runs_the_teardown_once() {
     let mut run = start("panic-thread", false);
