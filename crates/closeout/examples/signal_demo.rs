@@ -19,6 +19,8 @@
 //! - `stuck`: a thread that ignores its stop flag and a blocking job that never returns; the
 //!   end of `main` still ends the process.
 //! - `normal`: returns from `main`; dropping the guard runs the teardown.
+//! - `slow-exit`: returns from `main`, whose teardown takes 600 ms: a first SIGTERM during it
+//!   joins it, and the process then ends killed by SIGTERM.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -157,6 +159,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "normal" => {
             let _guard = hooks.install()?;
+            Ok(())
+        }
+        "slow-exit" => {
+            let path = dir.join("log");
+            registry.register(Resource::new("slow", move || -> std::io::Result<()> {
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+                writeln!(f, "slow-start")?;
+                std::thread::sleep(Duration::from_millis(600));
+                writeln!(f, "slow-done")
+            }))?;
+            let _guard = hooks.install()?;
+            ready();
             Ok(())
         }
         other => Err(format!("unknown mode {other}").into()),

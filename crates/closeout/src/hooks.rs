@@ -464,6 +464,11 @@ impl Drop for HookGuard {
                 }
             }
         }
+        // A first signal that arrived during this teardown joined it: end with its status.
+        let sig = RECEIVED.load(Ordering::SeqCst);
+        if sig != 0 && self.dispatch.exit {
+            exit_with(Signal(sig));
+        }
         self.remove();
     }
 }
@@ -552,9 +557,19 @@ struct Dispatch {
 impl Dispatch {
     /// Runs the teardown if nothing else has; `None` if something else has or is running it.
     fn run_once(&self, trigger: Trigger) -> Option<Report> {
-        if self.state.compare_exchange(IDLE, RUNNING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        if !self.claim() {
             return None;
         }
+        self.run_claimed(trigger)
+    }
+
+    /// Takes the one teardown for the caller (`IDLE → RUNNING`); false if it is taken.
+    fn claim(&self) -> bool {
+        self.state.compare_exchange(IDLE, RUNNING, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    }
+
+    /// Runs the teardown this caller claimed, publishes it and wakes the waiters.
+    fn run_claimed(&self, trigger: Trigger) -> Option<Report> {
         let report = self.run_within_deadline(trigger);
         if let Some(report) = &report {
             self.publish(report, trigger);
@@ -618,32 +633,42 @@ impl Dispatch {
         }
     }
 
+    /// The first signal takes the teardown for itself (`claim`) *before* it wakes
+    /// [`shutdown_signal`]: so a `main` that returns right after cannot start the teardown as
+    /// the normal path and end with status 0; its guard joins the signal's teardown instead. A
+    /// first signal that finds a teardown already running (the end of `main`, a panic) joins it
+    /// and ends the process with its status once that teardown is done. Only a second signal
+    /// exits at once.
     fn on_signal(self: &Arc<Self>, sig: i32) {
         let signal = Signal(sig);
-        match self.state.load(Ordering::SeqCst) {
-            IDLE => {
-                let _ = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-                if let Some(n) = SIGNALLED.get() {
-                    n.notify_waiters();
-                }
-                let dispatch = Arc::clone(self);
-                let coordinator = move || {
-                    if dispatch.run_once(Trigger::Signal(signal)).is_none() {
-                        // A panic or the guard started it a moment earlier.
-                        dispatch.wait_done();
-                    }
-                    if dispatch.exit {
-                        exit_with(signal);
-                    }
-                };
-                if std::thread::Builder::new()
-                    .name("closeout-shutdown".into())
-                    .spawn(coordinator.clone())
-                    .is_err()
-                {
-                    coordinator();
-                }
+        let first = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        if first {
+            let ours = self.claim();
+            if let Some(n) = SIGNALLED.get() {
+                n.notify_waiters();
             }
+            let dispatch = Arc::clone(self);
+            let coordinator = move || {
+                if ours {
+                    dispatch.run_claimed(Trigger::Signal(signal));
+                } else {
+                    // The guard or a panic started it a moment earlier: join it.
+                    dispatch.wait_done();
+                }
+                if dispatch.exit {
+                    exit_with(signal);
+                }
+            };
+            if std::thread::Builder::new()
+                .name("closeout-shutdown".into())
+                .spawn(coordinator.clone())
+                .is_err()
+            {
+                coordinator();
+            }
+            return;
+        }
+        match self.state.load(Ordering::SeqCst) {
             RUNNING => {
                 // From now on, the signal handler itself ends the process.
                 if let Some(armed) = ARMED.get() {

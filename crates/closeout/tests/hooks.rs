@@ -281,3 +281,95 @@ fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     conn.read_to_string(&mut response)?;
     Ok(response)
 }
+
+/// The README example's program, built next to this test.
+fn readme_hooks() -> PathBuf {
+    demo().with_file_name("readme_hooks")
+}
+
+/// Whether `pid` catches SIGTERM yet (its hooks are installed): `SigCgt` in `/proc/<pid>/status`.
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or("0");
+    u64::from_str_radix(mask, 16).is_ok_and(|m| m & (1 << (15 - 1)) != 0)
+}
+
+#[test]
+fn the_readme_hooks_example_is_this_program() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let start = readme.find("## Process hooks and spawned work").expect("README section");
+    let block = &readme[start..];
+    let code = &block[block.find("```rust").unwrap()..];
+    let body = &code[code.find('\n').unwrap() + 1..];
+    let code = &body[..body.find("```").unwrap()];
+    let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    let program = squash(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/readme_hooks.rs"))
+            .unwrap(),
+    );
+    // Every line the README shows is in the program, in the same order.
+    let mut at = 0;
+    for line in
+        code.lines().filter(|l| !l.trim_start().starts_with('#')).map(squash).filter(|l| !l.is_empty())
+    {
+        let found = program[at..].find(&line);
+        assert!(found.is_some(), "README line not in examples/readme_hooks.rs (in order): {line}");
+        at += found.unwrap_or(0) + line.len();
+    }
+}
+
+/// The README's pattern (await `shutdown_signal()`, then return from `main`), 50 times: every
+/// run prints the report and ends killed by SIGTERM. (The exit path used to win the race.)
+#[test]
+fn the_readme_hooks_example_always_reports_and_ends_with_the_signal() {
+    for i in 0..50 {
+        let mut cmd = Command::new(readme_hooks());
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let pid = child.id();
+        let until = Instant::now() + Duration::from_secs(20);
+        while !catches_sigterm(pid) {
+            assert!(Instant::now() < until, "run {i}: hooks never installed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        kill_process(Pid::from_child(&child), Signal::TERM).unwrap();
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > until {
+                let _ = child.kill();
+                panic!("run {i}: still running");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.signal(),
+            Some(15),
+            "run {i}: ended killed by SIGTERM: {:?}\n{stderr}",
+            out.status
+        );
+        assert!(stderr.contains("teardown on SIGTERM"), "run {i}: the report was printed: {stderr}");
+        assert!(stderr.contains("server") && stderr.contains("pool"), "run {i}: {stderr}");
+        assert!(stdout.contains("pool closed"), "run {i}: {stdout}");
+    }
+}
+
+/// A first SIGTERM during the end-of-main teardown joins it: the teardown finishes (not cut
+/// short, as a second signal would), then the process ends killed by SIGTERM.
+#[test]
+fn a_first_sigterm_during_the_end_of_main_teardown_joins_it() {
+    for _ in 0..5 {
+        let mut run = start("slow-exit", true);
+        let until = Instant::now() + Duration::from_secs(20);
+        let log = run.dir.path().join("log");
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("slow-start") {
+            assert!(Instant::now() < until, "the end-of-main teardown never started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        run.signal(Signal::TERM);
+        let (status, log, stderr, _) = run.wait(Duration::from_secs(20));
+        assert_eq!(status.signal(), Some(15), "ended with the signal's status: {status:?}\n{stderr}");
+        assert_eq!(log, ["slow-start", "slow-done", "cache", "db"], "{stderr}");
+        assert!(!stderr.contains("second"), "not treated as a second signal: {stderr}");
+    }
+}
