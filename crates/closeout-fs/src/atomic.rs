@@ -4,26 +4,25 @@
 //! cross filesystems), created exclusively with the target's permissions. `commit` fsyncs it,
 //! renames it over the target and fsyncs the directory, so after a crash the target holds the
 //! old content or the new, never a mix. Dropped or failed before the rename, the temp file is
-//! removed. A writer killed outright (SIGKILL, power loss) leaves its temp file behind: its
-//! name carries the writer's pid, and [`recover`] removes those whose writer is gone.
+//! removed. A writer killed outright (SIGKILL, power loss) leaves its temp file (or backup)
+//! behind: its name carries the writer's pid and start time (see `names`), and [`recover`]
+//! removes exactly those whose writer is gone.
+//!
+//! Permissions never widen: the new file gets the permissions of the file it replaces (of the
+//! file a symlink points to, not the link's own 0777), or the default 0666 less the umask.
+//! Names up to 255 bytes work: temp and backup names are shortened to fit.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::dir::Dir;
 use crate::error::FsError;
-
-const TMP_TAG: &str = ".closeout-tmp.";
-const BACKUP_TAG: &str = ".closeout-bak";
-
-static NEXT: AtomicU64 = AtomicU64::new(0);
+use crate::names::{self, Kind};
 
 /// A file being written, replaced atomically on [`commit`](AtomicFile::commit); see the
 /// module docs.
@@ -86,12 +85,13 @@ impl AtomicFile {
         let (parent, name) = dir.parent_of(rel)?;
         let parent = reopen_dir(parent, &dir.path().join(rel))?;
         let dir_path = dir.path().join(rel.parent().unwrap_or(Path::new("")));
-        // The target's permissions, or the default for a new file (the umask applies).
-        let mode = match rustix::fs::statat(&parent, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        // The target's permissions (through a symlink, those of the file it points to: never a
+        // link's own 0777), or the default for a new file (the umask applies).
+        let mode = match rustix::fs::statat(&parent, name.as_os_str(), AtFlags::empty()) {
             Ok(st) => Some(Mode::from_raw_mode(st.st_mode) & Mode::from_raw_mode(0o7777)),
             Err(_) => None,
         };
-        let tmp = tmp_name(&name);
+        let tmp = names::make(&name, Kind::Tmp);
         let fd = rustix::fs::openat(
             &parent,
             tmp.as_os_str(),
@@ -133,7 +133,7 @@ impl AtomicFile {
         // the inode's metadata (times) need not be durable before the rename.
         file.sync_data().map_err(|e| FsError::io("fsync", &target, e))?;
         drop(file);
-        let backup = if self.backup { self.make_backup()? } else { None };
+        let backup = if self.backup { self.make_backup()? } else { Backup::NotKept };
         rustix::fs::renameat(&self.dir, self.tmp.as_os_str(), &self.dir, self.name.as_os_str())
             .map_err(|e| FsError::io("rename into place", &target, e.into()))?;
         // The rename is done: nothing left to remove on drop.
@@ -143,12 +143,9 @@ impl AtomicFile {
         Ok(Committed { dir, dir_path: self.dir_path.clone(), name: self.name.clone(), backup })
     }
 
-    /// Hard-links the current target to its backup name (replacing an old backup).
-    fn make_backup(&self) -> Result<Option<OsString>, FsError> {
-        let mut backup = OsString::from(".");
-        backup.push(&self.name);
-        backup.push(BACKUP_TAG);
-        let _ = rustix::fs::unlinkat(&self.dir, backup.as_os_str(), AtFlags::empty());
+    /// Hard-links the current target to a backup name of its own.
+    fn make_backup(&self) -> Result<Backup, FsError> {
+        let backup = names::make(&self.name, Kind::Bak);
         match rustix::fs::linkat(
             &self.dir,
             self.name.as_os_str(),
@@ -156,8 +153,8 @@ impl AtomicFile {
             backup.as_os_str(),
             AtFlags::empty(),
         ) {
-            Ok(()) => Ok(Some(backup)),
-            Err(rustix::io::Errno::NOENT) => Ok(None), // nothing to back up
+            Ok(()) => Ok(Backup::Previous(backup)),
+            Err(rustix::io::Errno::NOENT) => Ok(Backup::NoPrevious), // nothing to back up
             Err(e) => Err(FsError::io("back up", &self.target(), e.into())),
         }
     }
@@ -188,7 +185,18 @@ pub struct Committed {
     dir: OwnedFd,
     dir_path: PathBuf,
     name: OsString,
-    backup: Option<OsString>,
+    backup: Backup,
+}
+
+/// What a commit kept of the version it replaced.
+#[derive(Debug)]
+enum Backup {
+    /// Nothing: the writer did not ask for [`AtomicFile::with_backup`].
+    NotKept,
+    /// Asked for, but there was no file before.
+    NoPrevious,
+    /// The previous version, hard-linked under this name.
+    Previous(OsString),
 }
 
 impl Committed {
@@ -196,15 +204,32 @@ impl Committed {
     ///
     /// # Errors
     ///
-    /// [`FsError`] if the rename or the removal fails.
+    /// [`FsError::NoBackup`], changing nothing, if the writer did not ask for
+    /// [`with_backup`](AtomicFile::with_backup): there is no previous version to go back to,
+    /// and the new one is kept. [`FsError::Io`] if the rename or the removal fails.
+    ///
+    /// ```
+    /// use closeout_fs::{AtomicFile, FsError};
+    /// use std::io::Write;
+    /// let dir = tempfile::tempdir()?;
+    /// let target = dir.path().join("f");
+    /// std::fs::write(&target, "old")?;
+    /// let mut file = AtomicFile::create(&target)?; // no backup asked for
+    /// file.write_all(b"new")?;
+    /// let err = file.commit()?.rollback().unwrap_err();
+    /// assert!(matches!(err, FsError::NoBackup { .. }));
+    /// assert_eq!(std::fs::read_to_string(&target)?, "new"); // kept, not deleted
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rollback(mut self) -> Result<(), FsError> {
         let target = self.dir_path.join(&self.name);
-        match self.backup.take() {
-            Some(backup) => {
+        match std::mem::replace(&mut self.backup, Backup::NotKept) {
+            Backup::NotKept => return Err(FsError::NoBackup { path: target }),
+            Backup::Previous(backup) => {
                 rustix::fs::renameat(&self.dir, backup.as_os_str(), &self.dir, self.name.as_os_str())
                     .map_err(|e| FsError::io("restore backup", &target, e.into()))?
             }
-            None => rustix::fs::unlinkat(&self.dir, self.name.as_os_str(), AtFlags::empty())
+            Backup::NoPrevious => rustix::fs::unlinkat(&self.dir, self.name.as_os_str(), AtFlags::empty())
                 .map_err(|e| FsError::io("remove new file", &target, e.into()))?,
         }
         rustix::fs::fsync(&self.dir).map_err(|e| FsError::io("fsync directory", &self.dir_path, e.into()))
@@ -216,25 +241,10 @@ impl Committed {
 
 impl Drop for Committed {
     fn drop(&mut self) {
-        if let Some(backup) = self.backup.take() {
+        if let Backup::Previous(backup) = &self.backup {
             let _ = rustix::fs::unlinkat(&self.dir, backup.as_os_str(), AtFlags::empty());
         }
     }
-}
-
-/// `.name.closeout-tmp.<pid>.<n>`
-fn tmp_name(name: &OsStr) -> OsString {
-    let mut tmp = OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!("{TMP_TAG}{}.{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-    tmp
-}
-
-/// The pid in a temp file's name, if it is one of ours.
-fn tmp_owner(name: &OsStr) -> Option<u32> {
-    let s = std::str::from_utf8(name.as_bytes()).ok()?;
-    let (_, tail) = s.rsplit_once(TMP_TAG)?;
-    tail.split('.').next()?.parse().ok()
 }
 
 /// The directory descriptor `parent_of` gave (`O_PATH`), reopened for reading so it can be
@@ -244,9 +254,11 @@ fn reopen_dir(fd: OwnedFd, path: &Path) -> Result<OwnedFd, FsError> {
         .map_err(|e| FsError::io("open directory", path, e.into()))
 }
 
-/// Removes the temp files left in `dir` by atomic writers that are no longer running (killed
-/// before they could clean up), and returns their paths. Temp files of live writers are left
-/// alone.
+/// Removes the temp files and backups left in `dir` by atomic writers that are no longer
+/// running (killed before they could clean up), and returns their paths. Only names in the
+/// exact format an [`AtomicFile`] makes, whose owner (pid and start time) is gone, are touched:
+/// files of live writers, and a user's files whose names merely look similar, are left alone.
+/// (A killed writer's backup is the version its commit replaced: the commit stands.)
 ///
 /// # Errors
 ///
@@ -264,9 +276,9 @@ pub fn recover(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, FsError> {
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = tmp_owner(&name) else { continue };
-        if std::fs::metadata(format!("/proc/{pid}")).is_ok() {
-            continue; // its writer may still be at work
+        let Some((Kind::Tmp | Kind::Bak, owner)) = names::parse(&name) else { continue };
+        if owner.is_alive() || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue; // its writer may still be at work; or not a file we would have made
         }
         let path = entry.path();
         std::fs::remove_file(&path).map_err(|e| FsError::io("remove stale temp file", &path, e))?;

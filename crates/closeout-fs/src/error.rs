@@ -37,6 +37,13 @@ pub enum FsError {
         /// The pid recorded in a lock file, when there is one.
         holder: Option<u32>,
     },
+    /// [`Committed::rollback`](crate::Committed::rollback) without a backup: nothing was changed,
+    /// the new version is kept.
+    #[error("cannot roll back `{}`: no backup was kept (use AtomicFile::with_backup); the new version stays", path.display())]
+    NoBackup {
+        /// The target.
+        path: PathBuf,
+    },
     /// A transaction step failed; everything done before it was undone.
     #[error("transaction step {index} ({step}) failed: {source}; all earlier steps were undone")]
     Step {

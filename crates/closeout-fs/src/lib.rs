@@ -40,6 +40,7 @@ mod builder;
 mod dir;
 mod error;
 mod lock;
+mod names;
 mod temp;
 mod txn;
 

@@ -36,6 +36,9 @@ pub struct FileLock {
     file: File,
     path: PathBuf,
     recovered_from: Option<u32>,
+    /// Only an exclusive owner wrote its pid, so only it clears the file on release: a shared
+    /// holder must not erase a dead exclusive owner's pid (the evidence of its crash).
+    exclusive: bool,
 }
 
 impl FileLock {
@@ -108,7 +111,7 @@ impl FileLock {
                 file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(me.as_bytes()));
             written.map_err(|e| FsError::io("record owner pid", path, e))?;
         }
-        Ok(FileLock { file, path: path.to_owned(), recovered_from })
+        Ok(FileLock { file, path: path.to_owned(), recovered_from, exclusive })
     }
 
     /// The pid recorded in the lock file at `path`: its last exclusive owner.
@@ -137,7 +140,9 @@ impl FileLock {
 impl Drop for FileLock {
     fn drop(&mut self) {
         // An exclusive owner leaves cleanly: clear its pid so the next owner sees no crash.
-        let _ = self.file.set_len(0);
+        if self.exclusive {
+            let _ = self.file.set_len(0);
+        }
         let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
     }
 }
