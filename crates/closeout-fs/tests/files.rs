@@ -24,8 +24,11 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Replaces `name` in a directory with some content.
+type Replace = Box<dyn Fn(&Dir, &str, &[u8])>;
+
 /// Every way to replace a file's content: each keeps the old file's permissions.
-fn replacers() -> Vec<(&'static str, Box<dyn Fn(&Dir, &str, &[u8])>)> {
+fn replacers() -> Vec<(&'static str, Replace)> {
     vec![
         (
             "AtomicFile",
