@@ -6,11 +6,14 @@
 //! register that release in a [`closeout`] [`Scope`](closeout::Scope) or
 //! [`Registry`](closeout::Registry) (category `File`).
 //!
-//! - [`AtomicFile`]: replaced all at once or not at all; [`recover`] removes temp files of
-//!   writers that were killed.
+//! - [`AtomicFile`]: replaced all at once or not at all, never with wider permissions;
+//!   [`recover`] removes the temp files and backups of writers that were killed, and nothing
+//!   else.
 //! - [`FileLock`]: exclusive and shared advisory locks with a timeout; the lock file records
 //!   its owner's pid and is free again the moment that owner dies.
-//! - [`Transaction`]: writes, copies, moves and deletes applied all or nothing.
+//! - [`Transaction`]: writes, copies, moves and deletes applied all or nothing, even across a
+//!   crash: a durable intent record precedes every effect, and [`Transaction::recover`] rolls
+//!   back (or finishes) the transaction of an owner that was killed.
 //! - [`DirBuilder`]: rolls back exactly the directories it created.
 //! - [`temp_dir`], [`temp_dir_in`]: temp directories removed by their scope or registry.
 //! - [`Dir`]: every helper works inside a directory, optionally confined so that no `..`,
