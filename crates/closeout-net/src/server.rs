@@ -23,6 +23,9 @@ pub struct DrainReport {
     pub drained: Vec<SocketAddr>,
     /// Connections still open at the end of the grace period, closed by force.
     pub forced: Vec<SocketAddr>,
+    /// Connections whose handler panicked (any time in the server's life), with the panic's
+    /// message: counted as closed the moment they panicked, never waited for.
+    pub panicked: Vec<(SocketAddr, String)>,
     /// Connections accepted over the server's life.
     pub accepted: u64,
     /// How long the shutdown took.
@@ -31,12 +34,18 @@ pub struct DrainReport {
 
 /// A shutdown that had to force connections closed, as a teardown report shows it.
 #[derive(Debug, thiserror::Error)]
-#[error("{} connection(s) still open after the {grace:?} grace period were closed by force: {peers:?}", peers.len())]
+#[error(
+    "{} connection(s) still open after the {grace:?} grace period were closed by force: {peers:?}; {} handler(s) panicked: {panicked:?}",
+    peers.len(),
+    panicked.len()
+)]
 pub struct Forced {
     /// The grace period.
     pub grace: Duration,
     /// Their peers.
     pub peers: Vec<SocketAddr>,
+    /// Connections whose handler panicked, with the message.
+    pub panicked: Vec<(SocketAddr, String)>,
 }
 
 struct Conn {
@@ -52,6 +61,7 @@ struct Conns {
     /// Set when shutdown begins: connections that end from then on were drained.
     draining: bool,
     drained: Vec<SocketAddr>,
+    panicked: Vec<(SocketAddr, String)>,
 }
 
 struct Shared {
@@ -180,14 +190,33 @@ where
             conns.open.insert(id, Conn { peer, abort: None });
             id
         };
-        let conn = handler(stream, peer, shared.connections.child_token());
+        let token = shared.connections.child_token();
+        let handler = Arc::clone(&handler);
         let done = Arc::clone(&shared);
         let task = tokio::spawn(async move {
-            conn.await;
+            use futures_util::FutureExt;
+            use std::panic::AssertUnwindSafe;
+            // A handler that panics (making its future, or running it) ends its connection at
+            // once and is reported; it never holds the drain for its grace period.
+            let ended = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(stream, peer, token))) {
+                Ok(conn) => AssertUnwindSafe(conn).catch_unwind().await,
+                Err(payload) => Err(payload),
+            };
             let mut conns = done.conns();
             if let Some(c) = conns.open.remove(&id) {
-                if conns.draining {
-                    conns.drained.push(c.peer);
+                match ended {
+                    Ok(()) if conns.draining => conns.drained.push(c.peer),
+                    Ok(()) => {}
+                    Err(payload) => {
+                        let msg = panic_text(&*payload);
+                        // A payload whose own destructor panics must not take this task down.
+                        if let Err(again) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload)))
+                        {
+                            std::mem::forget(again);
+                        }
+                        tracing::error!(peer = %c.peer, panic = %msg, "closeout-net: connection handler panicked");
+                        conns.panicked.push((c.peer, msg));
+                    }
                 }
             }
             drop(conns);
@@ -250,7 +279,7 @@ impl ServerHandle {
             }
         }
         // 4. Force-close what is left.
-        let (forced, drained, accepted) = {
+        let (forced, drained, panicked, accepted) = {
             let mut conns = self.shared.conns();
             let forced: Vec<SocketAddr> = conns
                 .open
@@ -262,9 +291,9 @@ impl ServerHandle {
                     c.peer
                 })
                 .collect();
-            (forced, std::mem::take(&mut conns.drained), conns.accepted)
+            (forced, std::mem::take(&mut conns.drained), std::mem::take(&mut conns.panicked), conns.accepted)
         };
-        let done = DrainReport { drained, forced, accepted, took: start.elapsed() };
+        let done = DrainReport { drained, forced, panicked, accepted, took: start.elapsed() };
         *report = Some(done.clone());
         done
     }
@@ -289,8 +318,21 @@ impl ServerHandle {
         let grace = self.shared.grace;
         Resource::new_async(id, async move {
             let report = handle.shutdown().await;
-            if report.forced.is_empty() { Ok(()) } else { Err(Forced { grace, peers: report.forced }) }
+            if report.forced.is_empty() && report.panicked.is_empty() {
+                Ok(())
+            } else {
+                Err(Forced { grace, peers: report.forced, panicked: report.panicked })
+            }
         })
         .category(Category::Network)
     }
+}
+
+/// The text of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }

@@ -155,7 +155,31 @@ pub struct WsConn {
     cmds: mpsc::Sender<Cmd>,
     inbox: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Message>>>,
     state: watch::Receiver<Option<CloseReason>>,
+    /// Shared with the driver task: `close` sets the reason itself when it has to abort the
+    /// driver (a peer that stopped reading, a full socket buffer).
+    closer: std::sync::Arc<Closer>,
     peer: Option<SocketAddr>,
+}
+
+/// What `close` needs to end a connection whose driver is stuck.
+struct Closer {
+    state: watch::Sender<Option<CloseReason>>,
+    driver: tokio::task::AbortHandle,
+    close_timeout: Duration,
+}
+
+impl Closer {
+    /// Publishes `reason` unless the connection already ended otherwise.
+    fn end(&self, reason: CloseReason) {
+        self.state.send_if_modified(|s| {
+            if s.is_none() {
+                *s = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
 }
 
 impl std::fmt::Debug for WsConn {
@@ -198,14 +222,24 @@ impl WsConn {
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::channel(64);
         let (state_tx, state_rx) = watch::channel(None);
-        tokio::spawn(async move {
+        let (closer_tx, closer_rx) = oneshot::channel::<std::sync::Arc<Closer>>();
+        let task = tokio::spawn(async move {
             let reason = driver(ws, opts, cmd_rx, in_tx).await;
-            state_tx.send_replace(Some(reason));
+            if let Ok(closer) = closer_rx.await {
+                closer.end(reason);
+            }
         });
+        let closer = std::sync::Arc::new(Closer {
+            state: state_tx,
+            driver: task.abort_handle(),
+            close_timeout: opts.close_timeout,
+        });
+        let _ = closer_tx.send(std::sync::Arc::clone(&closer));
         WsConn {
             cmds: cmd_tx,
             inbox: std::sync::Arc::new(tokio::sync::Mutex::new(in_rx)),
             state: state_rx,
+            closer,
             peer,
         }
     }
@@ -237,9 +271,25 @@ impl WsConn {
     }
 
     /// Runs the close handshake (once; later calls wait for the first) and returns how the
-    /// connection ended.
+    /// connection ended, within the close timeout ([`WsOptions::close_timeout`]) whatever the
+    /// peer does: a peer that stopped reading (its socket buffer full, so not even our Close
+    /// frame can be sent) gets [`CloseReason::HandshakeTimeout`], and the TCP stream is closed.
     pub async fn close(&self) -> CloseReason {
-        let _ = self.cmds.send(Cmd::Close).await;
+        let until = Instant::from_std(closeout::saturating_deadline(
+            std::time::Instant::now(),
+            self.closer.close_timeout,
+        ));
+        let asked = tokio::time::timeout_at(until, self.cmds.send(Cmd::Close)).await;
+        if asked.is_ok() {
+            if let Ok(reason) = tokio::time::timeout_at(until, self.closed()).await {
+                return reason;
+            }
+        }
+        // The driver is stuck (most likely writing to a peer that stopped reading): give up the
+        // handshake; aborting the driver drops the socket, which closes the TCP stream.
+        // The reason first, so whoever sees the driver gone reads it.
+        self.closer.end(CloseReason::HandshakeTimeout);
+        self.closer.driver.abort();
         self.closed().await
     }
 
@@ -250,9 +300,13 @@ impl WsConn {
             if let Some(reason) = state.borrow_and_update().clone() {
                 return reason;
             }
-            if state.changed().await.is_err() {
-                return state.borrow().clone().unwrap_or(CloseReason::Error("driver ended".into()));
+            if self.closer.driver.is_finished() {
+                // Ended without a word (aborted, or its runtime went away).
+                self.closer.end(CloseReason::Error("the connection's driver ended".into()));
+                continue;
             }
+            // Bounded, so a driver that ends without publishing is noticed.
+            let _ = tokio::time::timeout(Duration::from_millis(100), state.changed()).await;
         }
     }
 
@@ -295,12 +349,28 @@ where
     let mut ticks = tokio::time::interval_at(first, beat);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing: Option<Instant> = None;
+    // A message the reader has no room for yet: the socket is not read until it is delivered
+    // (back-pressure reaches the peer through TCP), never dropped.
+    let mut pending: Option<Message> = None;
     let close_frame = || Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }));
     loop {
         let close_deadline = closing
             .map(|t| Instant::from_std(closeout::saturating_deadline(t.into_std(), opts.close_timeout)));
         tokio::select! {
-            frame = stream.next() => {
+            permit = inbox.reserve(), if pending.is_some() => {
+                match permit {
+                    Ok(permit) => {
+                        if let Some(msg) = pending.take() {
+                            permit.send(msg);
+                        }
+                    }
+                    // Nobody will read any more: nothing to deliver to.
+                    Err(_) => pending = None,
+                }
+                // Waiting on our reader is not the peer's silence.
+                last_heard = Instant::now();
+            }
+            frame = stream.next(), if pending.is_none() => {
                 last_heard = Instant::now();
                 match frame {
                     Some(Ok(Message::Close(frame))) => {
@@ -317,8 +387,9 @@ where
                         let _ = sink.flush().await;
                     }
                     Some(Ok(msg)) => {
-                        // Dropped if nobody reads: the connection must keep being driven.
-                        let _ = inbox.try_send(msg);
+                        if let Err(mpsc::error::TrySendError::Full(msg)) = inbox.try_send(msg) {
+                            pending = Some(msg);
+                        }
                     }
                     Some(Err(e)) => return CloseReason::Error(e.to_string()),
                     None => {
@@ -344,7 +415,7 @@ where
                 }
             },
             _ = ticks.tick(), if closing.is_none() && heartbeat_on => {
-                if last_heard.elapsed() >= opts.timeout {
+                if pending.is_none() && last_heard.elapsed() >= opts.timeout {
                     let _ = sink.close().await;
                     return CloseReason::HeartbeatTimeout;
                 }
