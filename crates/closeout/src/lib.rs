@@ -134,7 +134,9 @@ mod error;
 pub mod hooks;
 #[cfg(not(loom))]
 pub mod leak;
+mod local_scope;
 mod observer;
+mod outcomes;
 #[cfg(not(loom))]
 mod owner;
 mod plan;
@@ -153,6 +155,7 @@ mod timer;
 
 pub use clock::saturating_deadline;
 pub use error::{BatchError, Error, RegisterError, Rejected, SpawnError};
+pub use local_scope::{LocalHandle, LocalScope};
 pub use observer::Event;
 pub use plan::{Phase, Plan, PlanStep};
 pub use registry::{Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions};

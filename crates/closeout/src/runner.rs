@@ -118,6 +118,11 @@ pub(crate) fn run_inline(owner: usize, f: Box<dyn SyncCall>) -> Status {
     status_of(catch_unwind(AssertUnwindSafe(|| f.call())))
 }
 
+/// Runs a cleanup that is not `Send` (a [`LocalScope`](crate::LocalScope)'s) here, now.
+pub(crate) fn run_local(f: impl FnOnce() -> Outcome) -> Status {
+    status_of(catch_unwind(AssertUnwindSafe(f)))
+}
+
 /// Runs a sync cleanup here, now, without a re-entrancy mark: a scope takes its actions out
 /// before running them, so it needs none, and this is its hot path.
 pub(crate) fn run_unmarked(f: Box<dyn SyncCall>) -> Status {

@@ -457,3 +457,41 @@ fn scope_limits_are_validated_when_built() {
     });
     assert!(matches!(report.get("hung").unwrap().status(), closeout::Status::TimedOut(_)), "{report}");
 }
+
+#[test]
+fn a_local_scope_runs_non_send_actions_last_in_first_out_whatever_they_do() {
+    use closeout::{LocalScope, Status};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let log: Rc<RefCell<Vec<String>>> = Rc::default();
+    let scope = Rc::new(LocalScope::new());
+    for i in 0..5 {
+        let l = Rc::clone(&log);
+        let s = Rc::clone(&scope);
+        scope
+            .defer_named(format!("a{i}"), move || -> Result<(), std::io::Error> {
+                l.borrow_mut().push(format!("a{i}"));
+                match i {
+                    1 => panic!("boom"),
+                    2 => Err(std::io::Error::other("failed")),
+                    3 => {
+                        // Deferring during release is refused and hands the action back.
+                        let back = s.defer(|| ()).unwrap_err().into_inner();
+                        back();
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .unwrap();
+    }
+    let cancelled = scope.defer(|| -> () { unreachable!() }).unwrap();
+    assert!(cancelled.cancel());
+    let report = scope.release();
+    assert_eq!(*log.borrow(), ["a4", "a3", "a2", "a1", "a0"]);
+    assert!(matches!(report.get("a1").unwrap().status(), Status::Panicked(m) if m == "boom"));
+    assert!(matches!(report.get("a2").unwrap().status(), Status::Failed(_)));
+    assert_eq!(report.totals().ok, 3);
+    assert!(scope.release().is_empty(), "releasing twice is a no-op");
+    assert!(scope.defer(|| ()).is_err(), "released: handed back");
+}
