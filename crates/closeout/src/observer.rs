@@ -1,11 +1,22 @@
 //! Lifecycle events of a [`Registry`](crate::Registry), for metrics and logs beyond `tracing`.
 //!
-//! An observer is called outside the registry's lock, on the thread doing the work. A panic in
-//! it is caught and logged; it never disturbs a registration or a teardown.
+//! An observer runs on a thread of its own, one event after another in the order they
+//! happened, never on the thread doing the work: a slow or blocking observer cannot hold up a
+//! registration or make a teardown overrun its deadline. A teardown waits for its own events to
+//! be observed before it returns, but never past its deadline. A panic in the observer is
+//! caught and logged; it never disturbs a registration or a teardown.
+//!
+//! # Invariants
+//!
+//! 1. Events reach the observer in the order `notify` was called, one at a time (one channel,
+//!    one thread).
+//! 2. `Progress::observed` only grows and never passes `sent`; `flush` waits for the count that
+//!    was sent when it was called. Lock order: `Progress::observed` is the only lock.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use crate::report::{Report, Status};
 use crate::resource::{Category, Priority};
@@ -83,8 +94,123 @@ impl Event<'_> {
     }
 }
 
-/// A shared observer callback.
-pub(crate) type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync + 'static>;
+/// A user's observer callback.
+pub(crate) type ObserverFn = Arc<dyn Fn(&Event<'_>) + Send + Sync + 'static>;
+
+/// An observer and the thread that calls it (started with the first event).
+pub(crate) struct Observer {
+    f: ObserverFn,
+    queue: OnceLock<Option<mpsc::Sender<OwnedEvent>>>,
+    progress: Arc<Progress>,
+}
+
+#[derive(Default)]
+struct Progress {
+    sent: AtomicU64,
+    observed: Mutex<u64>,
+    changed: Condvar,
+}
+
+/// An [`Event`] that owns its data, to cross to the observer's thread.
+enum OwnedEvent {
+    Registered { id: String, category: Category, priority: Priority },
+    Unregistered { id: String },
+    TeardownStarted { resources: usize },
+    Cleaned { id: String, duration: Duration },
+    Failed { id: String, status: Status },
+    TeardownCompleted { report: Report },
+}
+
+impl OwnedEvent {
+    fn of(e: &Event<'_>) -> OwnedEvent {
+        match *e {
+            Event::Registered { id, category, priority } => {
+                OwnedEvent::Registered { id: id.to_owned(), category: category.clone(), priority }
+            }
+            Event::Unregistered { id } => OwnedEvent::Unregistered { id: id.to_owned() },
+            Event::TeardownStarted { resources } => OwnedEvent::TeardownStarted { resources },
+            Event::Cleaned { id, duration } => OwnedEvent::Cleaned { id: id.to_owned(), duration },
+            Event::Failed { id, status } => OwnedEvent::Failed { id: id.to_owned(), status: status.clone() },
+            Event::TeardownCompleted { report } => OwnedEvent::TeardownCompleted { report: report.clone() },
+        }
+    }
+
+    fn event(&self) -> Event<'_> {
+        match self {
+            OwnedEvent::Registered { id, category, priority } => {
+                Event::Registered { id, category, priority: *priority }
+            }
+            OwnedEvent::Unregistered { id } => Event::Unregistered { id },
+            OwnedEvent::TeardownStarted { resources } => Event::TeardownStarted { resources: *resources },
+            OwnedEvent::Cleaned { id, duration } => Event::Cleaned { id, duration: *duration },
+            OwnedEvent::Failed { id, status } => Event::Failed { id, status },
+            OwnedEvent::TeardownCompleted { report } => Event::TeardownCompleted { report },
+        }
+    }
+}
+
+impl Observer {
+    pub(crate) fn new(f: ObserverFn) -> Observer {
+        Observer { f, queue: OnceLock::new(), progress: Arc::default() }
+    }
+
+    /// Hands `event` to the observer's thread (invariant 1); inline if no thread can be had.
+    fn send(&self, event: &Event<'_>) {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<OwnedEvent>();
+            let (f, progress) = (Arc::clone(&self.f), Arc::clone(&self.progress));
+            std::thread::Builder::new()
+                .name("closeout-observer".into())
+                .spawn(move || {
+                    for owned in rx {
+                        call(&f, &owned.event());
+                        let mut observed = progress.observed.lock().unwrap_or_else(|p| p.into_inner());
+                        *observed += 1;
+                        progress.changed.notify_all();
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        });
+        match queue {
+            Some(tx) => {
+                self.progress.sent.fetch_add(1, Ordering::SeqCst);
+                let sent = tx.send(OwnedEvent::of(event));
+                if sent.is_err() {
+                    // The thread is gone: count the event as observed so flushes do not wait.
+                    *self.progress.observed.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                }
+            }
+            None => call(&self.f, event),
+        }
+    }
+
+    /// Waits until every event sent so far was observed, or until `until` (invariant 2).
+    pub(crate) fn flush(&self, until: Option<Instant>) {
+        let target = self.progress.sent.load(Ordering::SeqCst);
+        let mut observed = self.progress.observed.lock().unwrap_or_else(|p| p.into_inner());
+        while *observed < target {
+            observed = match until {
+                None => self.progress.changed.wait(observed).unwrap_or_else(|p| p.into_inner()),
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    self.progress.changed.wait_timeout(observed, left).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+    }
+}
+
+/// Calls the observer; a panic in it is logged and swallowed.
+fn call(f: &ObserverFn, event: &Event<'_>) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(event))) {
+        crate::runner::drop_payload(payload);
+        quietly(|| tracing::error!(event = event.name(), "closeout: observer panicked; event dropped"));
+    }
+}
 
 /// Runs `f`, which only reports (a `tracing` event formatting a user's error, say), so that a
 /// panic in it (a panicking `Display`, a panicking subscriber) cannot interrupt a teardown.
@@ -98,13 +224,10 @@ pub(crate) fn quietly(f: impl FnOnce()) {
     }
 }
 
-/// Calls the observer, if any; a panic in it is logged and swallowed. Not called while this
-/// thread unwinds (see [`quietly`]).
+/// Hands the event to the observer, if any (see the module docs). Not while this thread
+/// unwinds (see [`quietly`]).
 pub(crate) fn notify(observer: Option<&Observer>, event: Event<'_>) {
     if let Some(obs) = observer.filter(|_| !std::thread::panicking()) {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| obs(&event))) {
-            crate::runner::drop_payload(payload);
-            quietly(|| tracing::error!(event = event.name(), "closeout: observer panicked; event dropped"));
-        }
+        obs.send(&event);
     }
 }

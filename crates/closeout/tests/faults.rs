@@ -470,3 +470,35 @@ fn a_cleanup_that_re_registers_itself_cannot_keep_a_run_going_forever() {
 fn closeout_min_late_limit() -> usize {
     16_384
 }
+
+/// An observer that blocks does not make a teardown overrun its deadline: it runs on a thread
+/// of its own, and the teardown waits for it only until the deadline.
+#[test]
+fn a_blocking_observer_cannot_make_a_teardown_overrun_its_deadline() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let r = Registry::builder()
+        .deadline(Duration::from_millis(150))
+        .observer(move |e| {
+            if e.name() == "cleaned" {
+                std::thread::sleep(Duration::from_millis(400)); // 2 s for the five
+            }
+            s.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        r.register(Resource::new(format!("r{i}"), || ())).unwrap();
+    }
+    let started = Instant::now();
+    let report = within(Duration::from_secs(10), move || r.cleanup_all_blocking());
+    let took = started.elapsed();
+    assert_eq!(report.totals().ok, 5, "every cleanup ran: {report}");
+    assert!(took < Duration::from_secs(1), "took {took:?} with a 150 ms deadline");
+    // The observer still gets every event, later, in order.
+    let until = Instant::now() + Duration::from_secs(20);
+    while seen.load(Ordering::SeqCst) < 5 + 5 + 2 {
+        assert!(Instant::now() < until, "the observer saw {} events", seen.load(Ordering::SeqCst));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

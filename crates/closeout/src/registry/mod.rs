@@ -206,7 +206,7 @@ impl RegistryBuilder {
     where
         F: Fn(&Event<'_>) + Send + Sync + 'static,
     {
-        self.observer = Some(std::sync::Arc::new(f));
+        self.observer = Some(Observer::new(std::sync::Arc::new(f)));
         self
     }
 

@@ -567,6 +567,11 @@ impl Run {
         };
         let report = Report { entries, unlisted_ok: 0, duration: self.start.elapsed(), reentrant: false };
         notify(self.inner.observer.as_ref(), Event::TeardownCompleted { report: &report });
+        // The caller may read what the observer saw once this returns, but a blocking observer
+        // never keeps the run past its deadline.
+        if let Some(observer) = self.inner.observer.as_ref().filter(|_| !std::thread::panicking()) {
+            observer.flush(self.deadline_at);
+        }
         crate::observer::quietly(
             || tracing::debug!(totals = %report.totals(), "closeout: teardown completed"),
         );
