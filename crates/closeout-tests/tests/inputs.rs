@@ -141,12 +141,22 @@ fn closeout_spawned_work_inputs() {
             r.spawn(Spawn::new("w").grace(d), |token| async move { token.cancelled().await }).unwrap();
             let report =
                 tokio::time::timeout(Duration::from_secs(20), r.cleanup_all()).await.expect("bounded");
-            assert!(report.is_success(), "Spawn::grace({d:?}): {report}");
+            // A grace shorter than a task needs to see its token may end in an abort: both fine.
+            let ended_well = |report: &closeout::Report| {
+                report.entries().iter().all(|e| match e.status() {
+                    closeout::Status::Ok => true,
+                    closeout::Status::Failed(err) => {
+                        d < Duration::from_secs(1) && err.to_string().contains("aborted")
+                    }
+                    _ => false,
+                })
+            };
+            assert!(ended_well(&report), "Spawn::grace({d:?}): {report}");
             let scope = Scope::new();
             scope.spawn(Spawn::new("w").grace(d), |token| async move { token.cancelled().await }).unwrap();
             let report =
                 tokio::time::timeout(Duration::from_secs(20), scope.close_async()).await.expect("bounded");
-            assert!(report.is_success(), "Spawn::grace({d:?}) in a scope: {report}");
+            assert!(ended_well(&report), "Spawn::grace({d:?}) in a scope: {report}");
         });
         // Owner::set_timeout and ::set_interval: a zero period is refused at the call.
         rt.block_on(async {

@@ -171,7 +171,3 @@ pub use {
     thread::{Abandoned, JoinError, StopFlag, ThreadHandle},
     timer::TimerHandle,
 };
-
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
