@@ -39,6 +39,18 @@ fn defer_release(c: &mut Criterion) {
             black_box(scope.close());
         })
     });
+    // The non-`Send` scope, same closures.
+    g.bench_function("local_scope", |b| {
+        b.iter(|| {
+            let scope = closeout::LocalScope::new();
+            for i in 0..N {
+                let _ = scope.defer(move || {
+                    black_box(i);
+                });
+            }
+            black_box(scope.close());
+        })
+    });
     // Zero-sized closures: the box allocates nothing, so this isolates bookkeeping.
     g.bench_function("vec_box_fnonce_baseline_zst", |b| {
         b.iter(|| {

@@ -217,11 +217,13 @@ impl Stack {
         }
     }
 
+    #[inline]
     fn push(&mut self, action: Action, name: Cow<'static, str>) -> (u32, u32) {
         let meta = (!name.is_empty()).then(|| Box::new(Meta { name, timeout: None }));
         self.push_meta(action, meta)
     }
 
+    #[inline]
     fn push_meta(&mut self, action: Action, meta: Option<Box<Meta>>) -> (u32, u32) {
         self.count(&action, 1);
         let seq = self.next_seq;
