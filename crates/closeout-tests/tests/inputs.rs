@@ -7,7 +7,7 @@
 //! - closeout: `Resource::timeout`, `RegistryBuilder::{max_resources, max_concurrency,
 //!   default_timeout, deadline}`, `TeardownOptions::{deadline, max_concurrency}`,
 //!   `Registry::stale`, `Spawn::grace`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
-//!   `LeakCheck::timeout`, `leak::watch_stale`, `Tracker::live_older_than`,
+//!   `LeakCheck::timeout`, `Registry::watch_stale`, `Tracker::live_older_than`,
 //!   `StopFlag::wait_timeout`, `leak::Mode::Sampled`, `ScopeBuilder::{deadline,
 //!   action_timeout}`, `Scope::defer_async_within`;
 //! - closeout-process: `TreeOptions::grace`;
@@ -205,11 +205,11 @@ fn closeout_leak_and_hook_inputs() {
             assert!(check.check().is_err(), "{d:?}");
             drop(leak);
         }
-        // Tracker::live_older_than and leak::watch_stale.
+        // Tracker::live_older_than and Registry::watch_stale.
         let t = tracker.token("old");
         assert_eq!(tracker.live_older_than(d).len(), usize::from(d.is_zero()));
         drop(t);
-        closeout::leak::watch_stale(&Registry::new(), d);
+        Registry::new().watch_stale(d);
         // Hooks::deadline: zero is refused at install; anything else installs and uninstalls.
         let installed = closeout::hooks::Hooks::new(Registry::new()).deadline(d).install();
         match installed {

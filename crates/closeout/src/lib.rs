@@ -128,6 +128,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod cancel;
+mod category;
+mod cleanup;
 mod clock;
 mod error;
 #[cfg(all(feature = "hooks", unix, not(loom)))]
@@ -139,35 +141,28 @@ mod observer;
 mod outcomes;
 #[cfg(not(loom))]
 mod owner;
-mod plan;
 mod registry;
 mod report;
 mod resource;
 mod runner;
 mod scope;
 mod sync;
-#[cfg(not(loom))]
-mod task;
-#[cfg(not(loom))]
-mod thread;
-#[cfg(not(loom))]
-mod timer;
 
+pub use category::{Category, Priority};
+pub use cleanup::{BoxError, IntoOutcome};
 pub use clock::saturating_deadline;
 pub use error::{BatchError, Error, RegisterError, Rejected, SpawnError};
 pub use local_scope::{LocalHandle, LocalScope};
 pub use observer::Event;
-pub use plan::{Phase, Plan, PlanStep};
-pub use registry::{Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions};
+#[cfg(not(loom))]
+pub use owner::{
+    Abandoned, Aborted, DEFAULT_GRACE, JoinError, Owner, Spawn, StopFlag, ThreadHandle, TimerHandle,
+};
+pub use registry::{
+    Phase, Plan, PlanStep, Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions,
+};
 pub use report::{CleanupError, Report, ReportEntry, SkipReason, Status, TeardownError, Totals};
-pub use resource::{BoxError, Category, IntoOutcome, MAX_TIMEOUT, Priority, Resource};
+pub use resource::{MAX_TIMEOUT, Resource};
 pub use scope::{Handle, OwnedHandle, Scope, ScopeBuilder};
 /// The token type of [`Scope::token`] and [`Registry::token`], re-exported from `tokio-util`.
 pub use tokio_util::sync::CancellationToken;
-#[cfg(not(loom))]
-pub use {
-    owner::{DEFAULT_GRACE, Owner, Spawn},
-    task::Aborted,
-    thread::{Abandoned, JoinError, StopFlag, ThreadHandle},
-    timer::TimerHandle,
-};

@@ -11,10 +11,10 @@ use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::cleanup::{IntoOutcome, Outcome};
 use crate::error::Rejected;
 use crate::outcomes::Outcomes;
 use crate::report::Report;
-use crate::resource::{IntoOutcome, Outcome};
 
 /// A last-in-first-out stack of cleanup actions owned by one thread; see the module docs.
 ///

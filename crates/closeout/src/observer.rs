@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::category::{Category, Priority};
 use crate::report::{Report, Status};
-use crate::resource::{Category, Priority};
 
 /// One lifecycle event.
 ///

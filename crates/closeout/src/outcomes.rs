@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
+use crate::category::{Category, Priority};
 use crate::report::{Report, ReportEntry, Status};
-use crate::resource::{Category, Priority};
 
 /// Collects a scope's outcome (a [`Scope`](crate::Scope)'s or a
 /// [`LocalScope`](crate::LocalScope)'s). Named actions and failures get entries; successful unnamed

@@ -9,7 +9,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::resource::{BoxError, Category, Priority};
+use crate::category::{Category, Priority};
+use crate::cleanup::BoxError;
 
 /// The error a cleanup returned, shareable so reports can be cloned to every waiter.
 #[derive(Clone)]

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use crate::cleanup::{Call, Cleanup, Outcome, SyncCall};
 use crate::report::{CleanupError, Status};
-use crate::resource::{Call, Cleanup, Outcome, SyncCall};
 
 #[cfg(not(loom))]
 thread_local! {
@@ -217,7 +217,7 @@ fn fresh_runtime_block_on<F: Future>(fut: F) -> std::io::Result<F::Output> {
 
 /// Blocks on one async cleanup (no timeout) and reports how it ended; a runtime that cannot be
 /// built is reported as the cleanup's failure, so the cleanup is accounted for either way.
-pub(crate) fn block_on_status(fut: crate::resource::BoxFuture) -> Status {
+pub(crate) fn block_on_status(fut: crate::cleanup::BoxFuture) -> Status {
     let fut = AssertUnwindSafe(fut).catch_unwind();
     match block_on(fut) {
         Ok(result) => status_of(result),

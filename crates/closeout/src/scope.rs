@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::cancel::Cancel;
+use crate::cleanup::{Call, Cleanup, IntoOutcome};
 use crate::error::Rejected;
 use crate::outcomes::Outcomes;
 use crate::report::Report;
-use crate::resource::{Call, Cleanup, IntoOutcome};
 use crate::runner;
 
 /// Marks the end of a list in the slab.

@@ -185,7 +185,7 @@ fn stale_resources_of_a_watched_registry_are_reported() {
         let registry = Registry::new();
         let guard = LeakCheck::new();
         registry.register(Resource::new("session-42", || ())).unwrap();
-        leak::watch_stale(&registry, Duration::from_millis(20));
+        registry.watch_stale(Duration::from_millis(20));
         std::thread::sleep(Duration::from_millis(50));
         let msg = message(guard);
         assert!(msg.contains("(stale)") && msg.contains("session-42"), "{msg}");

@@ -17,7 +17,7 @@
 //! - A [`Registry`](crate::Registry) dropped with resources still registered records each one
 //!   here (kind `closeout::Registry resource`; with its registration backtrace in backtrace
 //!   mode), as does a [`Scope`](crate::Scope) dropped with async actions it had to block on;
-//!   [`watch_stale`] reports a registry's resources registered for longer than a threshold.
+//!   [`Registry::watch_stale`](crate::Registry::watch_stale) reports a registry's resources registered for longer than a threshold.
 //!
 //! ```
 //! use closeout::leak::{Mode, Tracked, Tracker};
@@ -45,8 +45,9 @@ mod tracker;
 pub use guard::{LeakCheck, Leaks};
 pub use mode::{ENV, Mode};
 pub use report::{LeakGroup, LeakReport, LeakedObject};
-pub use stale::watch_stale;
-pub(crate) use stale::{StaleResource, note_registration, registry_dropped, scope_dropped_with_async};
+pub(crate) use stale::{
+    StaleResource, StaleSource, note_registration, registry_dropped, scope_dropped_with_async, watch,
+};
 pub use tracked::Tracked;
 pub use tracker::{LeakRecord, LeakToken, Tracker};
 

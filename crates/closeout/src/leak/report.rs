@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::leak::mode::Mode;
-use crate::leak::tracker::LeakRecord;
+use crate::leak::tracker::{LeakRecord, Tracker};
 
 /// Live tracked objects, grouped; see the module docs.
 ///
@@ -173,5 +173,19 @@ impl fmt::Display for LeakReport {
             write!(f, "(set CLOSEOUT_LEAK=backtrace to see where each one was created)")?;
         }
         Ok(())
+    }
+}
+
+impl Tracker {
+    /// The live objects as a [`LeakReport`].
+    ///
+    /// ```
+    /// use closeout::leak::{Mode, Tracker};
+    /// let tracker = Tracker::new(Mode::Full);
+    /// let _conn = tracker.token("connection");
+    /// assert_eq!(tracker.report().total(), 1);
+    /// ```
+    pub fn report(&self) -> LeakReport {
+        LeakReport::new(self.live(), self.mode())
     }
 }

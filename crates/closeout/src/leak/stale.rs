@@ -1,14 +1,14 @@
 //! How the core types report into the leak tracker: a registry's stale resources (watched with
-//! [`watch_stale`]), the resources of a registry dropped without a teardown, and a scope
-//! dropped with async actions it had to block on.
+//! [`Registry::watch_stale`](crate::Registry::watch_stale), read through [`StaleSource`]), the
+//! resources of a registry dropped without a teardown, and a scope dropped with async actions it
+//! had to block on. This side knows nothing of the registry's internals: the registry implements
+//! [`StaleSource`] and hands over what it still holds.
 
 use std::backtrace::Backtrace;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use crate::Registry;
 use crate::leak::tracker::{LeakRecord, Tracker};
-use crate::registry::state::{SlotState, State};
 
 /// The kind of a registry's resource reported as a leak.
 pub(crate) const REGISTRY_RESOURCE: &str = "closeout::Registry resource";
@@ -26,27 +26,22 @@ pub(crate) struct StaleResource {
     pub(crate) backtrace: Option<Arc<Backtrace>>,
 }
 
-type Watched = (Weak<crate::registry::Inner>, Duration);
+/// Something whose long-lived resources the leak tracker reports (a registry).
+pub(crate) trait StaleSource: Send + Sync {
+    /// Resources registered at least `older_than` ago.
+    fn stale_resources(&self, older_than: Duration) -> Vec<StaleResource>;
+}
+
+type Watched = (Weak<dyn StaleSource>, Duration);
 
 static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
 
-/// Reports `registry`'s resources registered longer ago than `older_than` as leaks of the
-/// global tracker (kind `closeout::Registry resource (stale)`), for as long as the registry
-/// lives. Watching holds the registry weakly.
-///
-/// ```
-/// use closeout::{Registry, Resource, leak};
-/// use std::time::Duration;
-/// let registry = Registry::new();
-/// registry.register(Resource::new("cache-entry", || ()))?;
-/// leak::watch_stale(&registry, Duration::ZERO);
-/// assert!(leak::live().iter().any(|r| r.name() == "cache-entry"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn watch_stale(registry: &Registry, older_than: Duration) {
+/// Watches `source` (held weakly) for resources older than `older_than`.
+pub(crate) fn watch(source: Weak<dyn StaleSource>, older_than: Duration) {
+    crate::leak::tracker::set_global_source(stale_records);
     let mut watched = WATCHED.lock().unwrap_or_else(|p| p.into_inner());
     watched.retain(|(w, _)| w.strong_count() > 0);
-    watched.push((registry.downgrade(), older_than));
+    watched.push((source, older_than));
 }
 
 /// The stale resources of every watched registry, as records.
@@ -54,8 +49,8 @@ pub(crate) fn stale_records() -> Vec<LeakRecord> {
     let watched: Vec<Watched> = WATCHED.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut out = Vec::new();
     for (weak, older_than) in watched {
-        let Some(registry) = Registry::upgrade(&weak) else { continue };
-        let stale = registry.stale_for_leaks(older_than);
+        let Some(source) = weak.upgrade() else { continue };
+        let stale = source.stale_resources(older_than);
         if !stale.is_empty() {
             tracing::warn!(
                 count = stale.len(),
@@ -81,15 +76,16 @@ pub(crate) fn note_registration(mut resource: crate::Resource) -> crate::Resourc
     resource
 }
 
-/// A registry is being dropped: what is still registered will never be cleaned up.
-pub(crate) fn registry_dropped(st: &State) {
-    if st.len == 0 {
+/// A registry is being dropped: what is still registered (id, age, registration backtrace)
+/// will never be cleaned up.
+pub(crate) fn registry_dropped(leaked: impl Iterator<Item = (String, Duration, Option<Arc<Backtrace>>)>) {
+    let mut leaked = leaked.peekable();
+    if leaked.peek().is_none() {
         return;
     }
     let tracker = Tracker::global();
-    for slot in st.slots.iter().filter(|s| s.state == SlotState::Registered) {
-        let backtrace = slot.extra.as_ref().and_then(|e| e.backtrace.clone());
-        tracker.record_leaked(REGISTRY_RESOURCE, slot.id.clone(), st.age(slot), backtrace);
+    for (id, age, backtrace) in leaked {
+        tracker.record_leaked(REGISTRY_RESOURCE, id, age, backtrace);
     }
 }
 

@@ -17,11 +17,19 @@ use std::time::Duration;
 
 use crate::clock;
 use crate::leak::mode::Mode;
-use crate::leak::report::LeakReport;
 
 const SHARDS: usize = 32;
 const CHUNK: usize = 1024;
 const IDX_BITS: u32 = 27;
+/// Records the global tracker reports besides its own (a watched registry's stale resources),
+/// set by the side that has them, so the tracker depends on nothing that uses it.
+static GLOBAL_SOURCE: std::sync::OnceLock<fn() -> Vec<LeakRecord>> = std::sync::OnceLock::new();
+
+/// Adds `source` to what the global tracker's [`Tracker::live`] reports (once per process).
+pub(crate) fn set_global_source(source: fn() -> Vec<LeakRecord>) {
+    let _ = GLOBAL_SOURCE.set(source);
+}
+
 /// The kind recorded for an object tracked with an empty kind.
 pub(crate) const EMPTY_KIND: &str = "(no kind)";
 /// `level` before the global tracker has read `CLOSEOUT_LEAK`.
@@ -468,7 +476,9 @@ impl Tracker {
             drop(gone);
         }
         if matches!(self.0, Handle::Global) {
-            out.extend(crate::leak::stale::stale_records());
+            if let Some(source) = GLOBAL_SOURCE.get() {
+                out.extend(source());
+            }
         }
         // Oldest first; a shard's stamps strictly increase, so only objects of different threads
         // can tie, and those go by thread.
@@ -489,11 +499,6 @@ impl Tracker {
     /// Live objects of `kind`, oldest first.
     pub fn live_of_kind(&self, kind: &str) -> Vec<LeakRecord> {
         self.live().into_iter().filter(|r| r.kind == kind).collect()
-    }
-
-    /// The live objects as a [`LeakReport`].
-    pub fn report(&self) -> LeakReport {
-        LeakReport::new(self.live(), self.mode())
     }
 
     /// Forgets every record (tokens still alive become inert) and returns how many there were.

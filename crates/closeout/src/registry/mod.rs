@@ -1,7 +1,12 @@
 //! [`Registry`]: named resources torn down as a dependency graph, concurrently where independent.
 
 pub(crate) mod graph;
+mod plan;
+mod run;
 pub(crate) mod schedule;
+// Only other modules use these, and none of them is part of the loom model.
+#[cfg(not(loom))]
+mod seams;
 mod select;
 pub(crate) mod state;
 mod stats;
@@ -13,12 +18,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use plan::{Phase, Plan, PlanStep};
 pub use select::{Selection, TeardownOptions};
 pub use stats::{ResourceInfo, Stats};
 
 use crate::error::{BatchError, Error, RegisterError};
 use crate::observer::{Event, Observer, notify};
-use crate::plan::Plan;
 use crate::report::Report;
 use crate::resource::Resource;
 use state::{State, check_timeout};
@@ -102,29 +107,6 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// When the current teardown of everything began, if one did: grace periods count from here.
-    #[cfg(not(loom))]
-    pub(crate) fn cancelled_at(&self) -> Option<std::time::Instant> {
-        self.lock().cancel.cancelled_at()
-    }
-
-    /// Removes a tracked task's entry unrun when the task finished by itself. A task being torn
-    /// down right now is left to its teardown.
-    #[cfg(not(loom))]
-    pub(crate) fn detach(&self, id: &str) {
-        // The freed slot is dropped after the lock is released: its cleanup holds user state.
-        let _freed = {
-            let mut st = self.lock();
-            let Some(idx) = st.find(id) else { return };
-            let slot = &st.slots[idx as usize];
-            if slot.state != state::SlotState::Registered || slot.dependents > 0 {
-                return;
-            }
-            st.free(idx)
-        };
-        notify(self.observer.as_ref(), Event::Unregistered { id });
-    }
-
     /// Identifies this registry to the re-entrancy check.
     fn owner(&self) -> usize {
         self as *const Inner as usize
@@ -135,7 +117,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let st = self.lock();
         #[cfg(not(loom))]
-        crate::leak::registry_dropped(&st);
+        crate::leak::registry_dropped(seams::still_registered(&st));
         if st.len > 0 {
             tracing::warn!(
                 resources = st.len,
@@ -295,35 +277,6 @@ impl Registry {
     /// ```
     pub fn running(&self) -> Vec<String> {
         self.lock().running()
-    }
-
-    /// Registers a tracked task, thread or timer under its name (or `name#n` when numbered);
-    /// hands the cleanup back if the registry refuses it (duplicate id, shut down, full).
-    #[cfg(not(loom))]
-    pub(crate) fn attach(
-        &self,
-        spawn: &crate::owner::Spawn,
-        category: crate::resource::Category,
-        cleanup: crate::resource::Cleanup,
-    ) -> Result<(String, std::sync::Weak<Inner>), (Error, crate::resource::Cleanup)> {
-        let depends_on = &spawn.depends_on;
-        let id = if spawn.numbered {
-            let n = self.inner.spawned.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            numbered(&spawn.name, n)
-        } else {
-            spawn.name.clone().into_owned()
-        };
-        let mut resource = Resource::with_cleanup(id.clone(), cleanup).category(category);
-        if !depends_on.is_empty() {
-            resource = resource.depends_on(depends_on.iter().cloned());
-        }
-        match self.register(resource) {
-            Ok(()) => Ok((id, Arc::downgrade(&self.inner))),
-            Err(e) => {
-                let (error, resource) = e.into_parts();
-                Err((error, resource.cleanup))
-            }
-        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -524,22 +477,23 @@ impl Registry {
         Stats::of(&self.lock())
     }
 
-    /// What the leak tracker reports of resources registered at least `older_than` ago:
-    /// (seq, id, age, registration backtrace).
+    /// Reports this registry's resources registered longer ago than `older_than` as leaks of
+    /// the global tracker (kind `closeout::Registry resource (stale)`), for as long as the
+    /// registry lives. Watching holds the registry weakly.
+    ///
+    /// ```
+    /// use closeout::{Registry, Resource, leak};
+    /// use std::time::Duration;
+    /// let registry = Registry::new();
+    /// registry.register(Resource::new("cache-entry", || ()))?;
+    /// registry.watch_stale(Duration::ZERO);
+    /// assert!(leak::live().iter().any(|r| r.name() == "cache-entry"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
-    pub(crate) fn stale_for_leaks(&self, older_than: Duration) -> Vec<crate::leak::StaleResource> {
-        let st = self.lock();
-        st.slots
-            .iter()
-            .filter(|s| s.state != state::SlotState::Vacant && st.age(s) >= older_than)
-            .map(|s| crate::leak::StaleResource {
-                registry: Arc::as_ptr(&self.inner) as usize,
-                seq: s.seq,
-                id: s.id.clone(),
-                age: st.age(s),
-                backtrace: s.extra.as_ref().and_then(|e| e.backtrace.clone()),
-            })
-            .collect()
+    pub fn watch_stale(&self, older_than: Duration) {
+        let weak: std::sync::Weak<dyn crate::leak::StaleSource> = Arc::downgrade(&self.inner) as _;
+        crate::leak::watch(weak, older_than);
     }
 
     /// Resources registered longer ago than `older_than`, oldest first.
@@ -639,50 +593,10 @@ impl Registry {
         teardown::teardown_blocking(&self.inner, Selection::All, TeardownOptions::default(), true)
     }
 
-    /// [`shutdown_blocking`](Registry::shutdown_blocking) within an overall deadline: what the
-    /// process hooks run.
-    #[cfg(all(feature = "hooks", unix, not(loom)))]
-    pub(crate) fn shutdown_within(&self, deadline: Duration) -> Report {
-        let opts = TeardownOptions::new().deadline(deadline);
-        teardown::teardown_blocking(&self.inner, Selection::All, opts, true)
-    }
-
     /// [`teardown`](Registry::teardown) from sync code.
     pub fn teardown_blocking(&self, selection: Selection, options: TeardownOptions) -> Report {
         teardown::teardown_blocking(&self.inner, selection, options, false)
     }
-}
-
-#[cfg(not(loom))]
-impl Registry {
-    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
-        Arc::downgrade(&self.inner)
-    }
-
-    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Registry> {
-        weak.upgrade().map(|inner| Registry { inner })
-    }
-}
-
-/// `name#n`, built without the formatting machinery: this is on every tracked spawn.
-#[cfg(not(loom))]
-fn numbered(name: &str, n: u64) -> String {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut rest = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let mut id = String::with_capacity(name.len() + 1 + digits.len() - i);
-    id.push_str(name);
-    id.push('#');
-    id.extend(digits[i..].iter().map(|&d| char::from(d)));
-    id
 }
 
 impl Default for Registry {
@@ -699,18 +613,5 @@ impl fmt::Debug for Registry {
             .field("closed", &st.closed)
             .field("tearing_down", &st.active.is_some())
             .finish()
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::numbered;
-
-    #[test]
-    fn numbered_ids_match_format() {
-        for n in [0, 1, 9, 10, 42, 1_000_000, u64::MAX] {
-            assert_eq!(numbered("task", n), format!("task#{n}"));
-        }
-        assert_eq!(numbered("", 5), "#5");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::resource::Category;
+use crate::category::Category;
 
 /// Which resources a teardown starts from. Whatever depends on a selected resource is torn down
 /// too, first (a foreground cascade), and marked as cascaded in the report.

@@ -20,9 +20,11 @@ use std::time::Duration;
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 
+use crate::category::{Category, Priority};
+use crate::cleanup::Cleanup;
 use crate::error::{Error, RegisterError};
 pub(crate) use crate::resource::check_timeout;
-use crate::resource::{Category, Cleanup, Extra, Priority, Resource};
+use crate::resource::{Extra, Resource};
 
 /// Slot numbers and generations.
 pub(crate) type SlotId = (u32, u32);
@@ -110,7 +112,7 @@ pub(crate) struct State {
     pub(crate) run_active: bool,
     pub(crate) inbox: Vec<SlotId>,
     /// The teardown running now, for concurrent calls to join (single flight).
-    pub(crate) active: Option<crate::sync::Arc<crate::registry::teardown::RunShared>>,
+    pub(crate) active: Option<crate::sync::Arc<crate::registry::run::RunShared>>,
     /// The registry's token, cancelled when a teardown of everything begins.
     pub(crate) cancel: crate::cancel::Cancel,
 }

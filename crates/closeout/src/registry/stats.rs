@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::category::{Category, Priority};
 use crate::registry::state::{Slot, State};
-use crate::resource::{Category, Priority};
 
 /// Live counts by category and priority, and lifetime totals.
 ///

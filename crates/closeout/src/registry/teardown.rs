@@ -22,88 +22,27 @@
 //!
 //! # Lock order
 //!
-//! `Inner::state` alone. `RunShared::report` is only locked with `state` released.
+//! `Inner::state` alone. `RunShared::report` (in `run`) is only locked with `state` released.
 
-use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::Arc;
+use crate::sync::atomic::Ordering;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
+use crate::category::Category;
+use crate::cleanup::Call;
 use crate::observer::{Event, notify};
 use crate::registry::Inner;
 use crate::registry::graph::{self, Graph};
+use crate::registry::run::RunShared;
 use crate::registry::schedule::{Late, Schedule};
 use crate::registry::select::{Selection, TeardownOptions};
 use crate::registry::state::{SlotId, State};
 use crate::report::{CleanupError, Report, ReportEntry, SkipReason, Status};
-use crate::resource::{Call, Category};
 use crate::runner;
-
-/// One run, shared with the calls that join it.
-pub(crate) struct RunShared {
-    selection: Selection,
-    opts: TeardownOptions,
-    /// Calls that joined and want this run's report. Counted under the state lock, read by
-    /// the run's end under the same lock, so the report is copied only when someone joined.
-    joiners: AtomicUsize,
-    report: Mutex<Option<Report>>,
-    cv: Condvar,
-    notify: tokio::sync::Notify,
-}
-
-impl RunShared {
-    fn new(selection: Selection, opts: TeardownOptions) -> Arc<RunShared> {
-        Arc::new(RunShared {
-            selection,
-            opts,
-            joiners: AtomicUsize::new(0),
-            report: Mutex::new(None),
-            cv: Condvar::new(),
-            notify: tokio::sync::Notify::new(),
-        })
-    }
-
-    /// Whether this run also does what a call for `sel` with `opts` asks (invariant 1).
-    fn covers(&self, sel: &Selection, opts: &TeardownOptions) -> bool {
-        (self.selection == *sel && self.opts == *opts)
-            || (self.selection == Selection::All && self.opts.is_unfiltered())
-    }
-
-    fn publish(&self, report: Report) {
-        *self.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
-        self.cv.notify_all();
-        self.notify.notify_waiters();
-    }
-
-    fn get(&self) -> Option<Report> {
-        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    async fn wait(&self) -> Report {
-        loop {
-            let notified = self.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(r) = self.get() {
-                return r;
-            }
-            notified.await;
-        }
-    }
-
-    fn wait_blocking(&self) -> Report {
-        let mut guard = self.report.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(r) = guard.as_ref() {
-                return r.clone();
-            }
-            guard = self.cv.wait(guard).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
 
 enum Role {
     Lead(Box<Run>),
@@ -493,7 +432,7 @@ impl Run {
             id: id.into(),
             seq: node.seq,
             category,
-            priority: crate::resource::Priority::from_index(node.priority),
+            priority: crate::category::Priority::from_index(node.priority),
             status,
             cascaded: node.cascaded,
             start: self.node_start[n as usize].into(),

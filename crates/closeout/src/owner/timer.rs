@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use crate::category::Category;
 use crate::error::{Error, SpawnError};
-use crate::owner::{self, Core, Ended, Spawn, WorkCell};
-use crate::resource::{Category, Cleanup};
+use crate::owner::cell::{self, Core, Ended, Stop, WorkCell};
+use crate::owner::spawn::Spawn;
 use crate::runner::panic_message;
 
 /// A pending timer: [`clear`](TimerHandle::clear) it before it fires. Dropping the handle does
@@ -89,29 +90,17 @@ where
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return Err(SpawnError::new(Error::NoRuntime, f));
     };
-    let cell = WorkCell::new();
-    let cleanup = {
-        let cell = Arc::clone(&cell);
-        // Sync: clearing a timer needs no runtime, so a scope holding only timers releases
-        // without one.
-        Cleanup::from_fn(move || {
-            cell.stop_now(false);
-            cell.outcome_now()
-        })
-    };
-    let spawn = Spawn::numbered(name);
-    let (link, owner_ref) = match owner::attach(core, &spawn, Category::Timer, cleanup) {
-        Ok(attached) => attached,
-        Err((error, _unrun)) => return Err(SpawnError::new(error, f)),
-    };
+    // Cleared at once by a sync cleanup: a scope holding only timers releases without a runtime.
+    let stop = Stop::<cell::GiveUp>::Now;
+    let (tracked, f) = cell::track(core, &Spawn::numbered(name), Category::Timer, stop, f)?;
     let fut = body(f);
-    let task_cell = Arc::clone(&cell);
+    let task_cell = Arc::clone(&tracked.cell);
     let handle = rt.spawn(async move {
         match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
             Ok(()) => task_cell.ended(Ended::Finished, false),
             Err(payload) => task_cell.ended(Ended::Panicked(panic_message(payload)), true),
         }
     });
-    cell.linked(link, owner_ref, Some(handle.abort_handle()));
+    let cell = tracked.started(Some(handle.abort_handle()));
     Ok(TimerHandle { cell })
 }

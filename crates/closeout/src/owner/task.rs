@@ -6,15 +6,15 @@
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, resume_unwind};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::category::Category;
 use crate::error::{Error, SpawnError};
-use crate::owner::{self, Core, Ended, Spawn, WorkCell};
-use crate::resource::Category;
+use crate::owner::cell::{self, Core, Ended, Stop};
+use crate::owner::spawn::Spawn;
 use crate::runner::panic_text;
 
 /// The error a tracked task is reported with when it did not finish within its grace period
@@ -52,22 +52,17 @@ where
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return Err(SpawnError::new(Error::NoRuntime, f));
     };
-    let (token, own) = owner::work_token(core);
-    let cell = WorkCell::new();
     let grace = spawn.grace;
-    let cleanup = cell.cleanup(own, grace, move |abort| {
+    let give_up = move |abort: Option<tokio::task::AbortHandle>| -> crate::cleanup::BoxError {
         if let Some(abort) = abort {
             abort.abort();
         }
         Box::new(Aborted { grace })
-    });
-    let (link, owner_ref) = match owner::attach(core, &spawn, Category::Task, cleanup) {
-        Ok(attached) => attached,
-        Err((error, _unrun)) => return Err(SpawnError::new(error, f)),
     };
-    let watch = token.clone();
-    let fut = f(token);
-    let task_cell = Arc::clone(&cell);
+    let (tracked, f) = cell::track(core, &spawn, Category::Task, Stop::AfterGrace(give_up), f)?;
+    let watch = tracked.token.clone();
+    let fut = f(tracked.token.clone());
+    let task_cell = std::sync::Arc::clone(&tracked.cell);
     let handle = rt.spawn(async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(out) => {
@@ -81,6 +76,6 @@ where
             }
         }
     });
-    cell.linked(link, owner_ref, Some(handle.abort_handle()));
+    tracked.started(Some(handle.abort_handle()));
     Ok(handle)
 }

@@ -1,13 +1,14 @@
-//! [`Plan`]: the order a teardown would follow, computed without running anything.
+//! [`Plan`]: the order a teardown would follow, computed without running anything, by draining
+//! the same [`Schedule`] the engine drains (so the two cannot disagree).
 
 use std::fmt;
 use std::time::Duration;
 
+use crate::category::{Category, Priority};
 use crate::registry::graph::Graph;
 use crate::registry::schedule::Schedule;
 use crate::registry::state::State;
 use crate::report::SkipReason;
-use crate::resource::{Category, Priority};
 
 /// The teardown order a [`Registry`](crate::Registry) would follow: phases by effective
 /// priority, each a list of parallel groups.

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::category::Category;
 use crate::error::{Error, SpawnError};
-use crate::owner::{self, Core, Ended, Spawn, WorkCell};
-use crate::resource::Category;
+use crate::owner::cell::{self, Core, Ended, Stop};
+use crate::owner::spawn::Spawn;
 use crate::runner::panic_message;
 
 /// Tells a tracked thread to stop. Set when its owner's teardown begins (it is built on the
@@ -174,24 +175,21 @@ where
     F: Send + 'static,
     T: Send + 'static,
 {
-    let (token, own) = owner::work_token(core);
-    let stop = StopFlag { token };
-    let cell = WorkCell::new();
     let grace = spawn.grace;
-    let cleanup = cell.cleanup(own, grace, move |_| Box::new(Abandoned { grace }));
-    let (link, owner_ref) = match owner::attach(core, &spawn, category, cleanup) {
-        Ok(attached) => attached,
-        Err((error, _unrun)) => return Err(SpawnError::new(error, f)),
+    let give_up = move |_: Option<tokio::task::AbortHandle>| -> crate::cleanup::BoxError {
+        Box::new(Abandoned { grace })
     };
+    let (tracked, f) = cell::track(core, &spawn, category, Stop::AfterGrace(give_up), f)?;
+    let stop = StopFlag { token: tracked.token.clone() };
     let (tx, rx) = tokio::sync::oneshot::channel();
     // `f` goes to the thread through a slot so that, if the OS refuses the thread, it can be
     // taken back and returned unstarted.
     let slot = Arc::new(std::sync::Mutex::new(Some(f)));
     let thread_slot = Arc::clone(&slot);
-    let thread_cell = Arc::clone(&cell);
+    let thread_cell = Arc::clone(&tracked.cell);
     let thread_stop = stop.clone();
     let spawned = std::thread::Builder::new().name(spawn.name.to_string()).spawn(move || {
-        let Some(f) = thread_slot.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let Some(f) = crate::sync::lock_std(&thread_slot).take() else { return };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(f, stop)));
         let result = match result {
             Ok(value) => {
@@ -207,13 +205,13 @@ where
         let _ = tx.send(result);
     });
     if let Err(e) = spawned {
-        link.detach();
-        let f = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        tracked.not_started();
+        let f = crate::sync::lock_std(&slot).take();
         return match f {
             Some(f) => Err(SpawnError::new(Error::os("spawning a thread", e), f)),
             None => unreachable!("the thread was never started, so it cannot have taken the work"),
         };
     }
-    cell.linked(link, owner_ref, None);
+    tracked.started(None);
     Ok(ThreadHandle { rx })
 }
