@@ -1,60 +1,93 @@
 //! [`Category`] and [`Priority`]: what kind of thing a resource is, and when it is torn down.
-//! The built-in categories are defined once, in the `categories!` table below, which makes the
-//! enum, its names and its indices.
+//! The built-in categories are defined once, in the `categories!` table, which makes the enum,
+//! its names and its indices.
 
 use std::borrow::Cow;
 use std::fmt;
 
-/// What kind of thing a resource is. Used for filtering, exclusion and per-category totals.
-///
-/// # Examples
-///
-/// ```
-/// use closeout::Category;
-///
-/// assert_eq!(Category::Database.to_string(), "database");
-/// assert_eq!(Category::custom("cache").to_string(), "cache");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(into = "String"))]
-#[non_exhaustive]
-pub enum Category {
+/// The built-in categories, once: each line makes a variant, its name and its index (its
+/// position here). Adding a category is one line.
+macro_rules! categories {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, )*) => {
+        /// What kind of thing a resource is. Used for filtering, exclusion and per-category
+        /// totals.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use closeout::Category;
+        ///
+        /// assert_eq!(Category::Database.to_string(), "database");
+        /// assert_eq!(Category::custom("cache").to_string(), "cache");
+        /// ```
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+        #[cfg_attr(feature = "serde", serde(into = "String"))]
+        #[non_exhaustive]
+        pub enum Category {
+            $( $(#[$doc])* $variant, )*
+            /// Anything else, by name.
+            Custom(Cow<'static, str>),
+        }
+
+        impl Category {
+            /// The built-in categories, in their fixed order.
+            pub(crate) const BUILTIN: &'static [Category] = &[$(Category::$variant),*];
+
+            /// A built-in category's position in [`BUILTIN`](Category::BUILTIN); `None` for a
+            /// custom one.
+            #[inline]
+            pub(crate) fn builtin_index(&self) -> Option<u16> {
+                let mut i = 0u16;
+                $(
+                    if matches!(self, Category::$variant) {
+                        return Some(i);
+                    }
+                    i += 1;
+                )*
+                let _ = i;
+                None
+            }
+
+            /// The category's name, lower case for the built-in ones.
+            ///
+            /// ```
+            /// assert_eq!(closeout::Category::Network.as_str(), "network");
+            /// ```
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( Category::$variant => $name, )*
+                    Category::Custom(name) => name,
+                }
+            }
+        }
+    };
+}
+
+categories! {
     /// Database connections and pools.
-    Database,
+    Database => "database",
     /// Files, directories, locks.
-    File,
+    File => "file",
     /// Child processes.
-    Process,
+    Process => "process",
     /// Timers and intervals.
-    Timer,
+    Timer => "timer",
     /// Sockets, servers, connections.
-    Network,
+    Network => "network",
     /// Event listeners and subscriptions.
-    Event,
+    Event => "event",
     /// Things whose release matters most.
-    Critical,
+    Critical => "critical",
     /// Tracked async tasks and blocking jobs.
-    Task,
+    Task => "task",
     /// Tracked OS threads.
-    Thread,
-    /// Anything else, by name.
-    Custom(Cow<'static, str>),
+    Thread => "thread",
 }
 
 impl Category {
-    /// The built-in categories, in their fixed order.
-    pub(crate) const BUILTIN: [Category; 9] = [
-        Category::Database,
-        Category::File,
-        Category::Process,
-        Category::Timer,
-        Category::Network,
-        Category::Event,
-        Category::Critical,
-        Category::Task,
-        Category::Thread,
-    ];
+    /// The category of a scope's actions in a report.
+    pub(crate) const SCOPE: Category = Category::Custom(Cow::Borrowed("scope"));
 
     /// A category with a name of your own.
     ///
@@ -63,26 +96,6 @@ impl Category {
     /// ```
     pub fn custom(name: impl Into<Cow<'static, str>>) -> Self {
         Category::Custom(name.into())
-    }
-
-    /// The category's name, lower case for the built-in ones.
-    ///
-    /// ```
-    /// assert_eq!(closeout::Category::Network.as_str(), "network");
-    /// ```
-    pub fn as_str(&self) -> &str {
-        match self {
-            Category::Database => "database",
-            Category::File => "file",
-            Category::Process => "process",
-            Category::Timer => "timer",
-            Category::Network => "network",
-            Category::Event => "event",
-            Category::Critical => "critical",
-            Category::Task => "task",
-            Category::Thread => "thread",
-            Category::Custom(name) => name,
-        }
     }
 }
 
@@ -147,5 +160,24 @@ impl fmt::Display for Priority {
             Priority::Medium => "medium",
             Priority::Low => "low",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_indices_names_and_the_table_agree() {
+        for (i, c) in Category::BUILTIN.iter().enumerate() {
+            assert_eq!(c.builtin_index(), Some(i as u16), "{c}");
+            assert_eq!(
+                Category::BUILTIN.iter().filter(|d| d.as_str() == c.as_str()).count(),
+                1,
+                "{c} named once"
+            );
+        }
+        assert_eq!(Category::custom("database").builtin_index(), None, "a custom name is never built in");
+        assert_eq!(Category::SCOPE.builtin_index(), None);
     }
 }

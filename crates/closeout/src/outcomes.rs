@@ -48,7 +48,7 @@ impl Outcomes {
         self.entries.push(ReportEntry {
             id: name,
             seq,
-            category: Category::Custom(Cow::Borrowed("scope")),
+            category: Category::SCOPE,
             priority: Priority::Medium,
             status,
             cascaded: false,

@@ -137,24 +137,57 @@ impl Status {
     /// assert_eq!(closeout::Status::Ok.label(), "ok");
     /// ```
     pub fn label(&self) -> &'static str {
+        self.kind().label()
+    }
+
+    /// Which kind of outcome this is: the one place a status's label, its counter in
+    /// [`Totals`] and its place in displays come from.
+    pub(crate) fn kind(&self) -> StatusKind {
         match self {
-            Status::Ok => "ok",
-            Status::Failed(_) => "failed",
-            Status::Panicked(_) => "panicked",
-            Status::TimedOut(_) => "timed out",
-            Status::Skipped(_) => "skipped",
+            Status::Ok => StatusKind::Ok,
+            Status::Failed(_) => StatusKind::Failed,
+            Status::Panicked(_) => StatusKind::Panicked,
+            Status::TimedOut(_) => StatusKind::TimedOut,
+            Status::Skipped(_) => StatusKind::Skipped,
+        }
+    }
+}
+
+/// The kinds of [`Status`], once: label and order. Adding a status means a variant here, in
+/// [`Status`], and a counter in [`Totals`] (all in this file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StatusKind {
+    Ok,
+    Failed,
+    Panicked,
+    TimedOut,
+    Skipped,
+}
+
+impl StatusKind {
+    pub(crate) const ALL: [StatusKind; 5] =
+        [StatusKind::Ok, StatusKind::Failed, StatusKind::Panicked, StatusKind::TimedOut, StatusKind::Skipped];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            StatusKind::Ok => "ok",
+            StatusKind::Failed => "failed",
+            StatusKind::Panicked => "panicked",
+            StatusKind::TimedOut => "timed out",
+            StatusKind::Skipped => "skipped",
         }
     }
 }
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())?;
         match self {
-            Status::Ok => f.write_str("ok"),
-            Status::Failed(e) => write!(f, "failed: {e}"),
-            Status::Panicked(msg) => write!(f, "panicked: {msg}"),
-            Status::TimedOut(after) => write!(f, "timed out after {after:?}"),
-            Status::Skipped(reason) => write!(f, "skipped: {reason}"),
+            Status::Ok => Ok(()),
+            Status::Failed(e) => write!(f, ": {e}"),
+            Status::Panicked(msg) => write!(f, ": {msg}"),
+            Status::TimedOut(after) => write!(f, " after {after:?}"),
+            Status::Skipped(reason) => write!(f, ": {reason}"),
         }
     }
 }
@@ -255,29 +288,31 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// The counter of one kind of outcome.
+    fn counter(&mut self, kind: StatusKind) -> &mut usize {
+        match kind {
+            StatusKind::Ok => &mut self.ok,
+            StatusKind::Failed => &mut self.failed,
+            StatusKind::Panicked => &mut self.panicked,
+            StatusKind::TimedOut => &mut self.timed_out,
+            StatusKind::Skipped => &mut self.skipped,
+        }
+    }
+
     fn add(&mut self, status: &Status) {
         self.total += 1;
-        match status {
-            Status::Ok => self.ok += 1,
-            Status::Failed(_) => self.failed += 1,
-            Status::Panicked(_) => self.panicked += 1,
-            Status::TimedOut(_) => self.timed_out += 1,
-            Status::Skipped(_) => self.skipped += 1,
-        }
+        *self.counter(status.kind()) += 1;
     }
 }
 
 impl fmt::Display for Totals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ok", self.ok)?;
-        for (n, label) in [
-            (self.failed, "failed"),
-            (self.panicked, "panicked"),
-            (self.timed_out, "timed out"),
-            (self.skipped, "skipped"),
-        ] {
+        let mut counts = self.clone();
+        for kind in &StatusKind::ALL[1..] {
+            let n = *counts.counter(*kind);
             if n > 0 {
-                write!(f, ", {n} {label}")?;
+                write!(f, ", {n} {}", kind.label())?;
             }
         }
         Ok(())
@@ -381,7 +416,7 @@ impl Report {
         let mut out: Vec<(Category, Totals)> = Vec::new();
         if self.unlisted_ok > 0 {
             let t = Totals { total: self.unlisted_ok, ok: self.unlisted_ok, ..Totals::default() };
-            out.push((Category::Custom(Cow::Borrowed("scope")), t));
+            out.push((Category::SCOPE, t));
         }
         for e in &self.entries {
             match out.iter_mut().find(|(c, _)| *c == e.category) {
@@ -552,5 +587,35 @@ mod serde_impl {
             }
             m.end()
         }
+    }
+}
+
+#[cfg(test)]
+mod status_table_tests {
+    use super::*;
+
+    #[test]
+    fn every_status_kind_has_one_label_and_one_counter() {
+        let samples = [
+            Status::Ok,
+            Status::Failed(CleanupError::new("e".into())),
+            Status::Panicked("p".into()),
+            Status::TimedOut(Duration::from_secs(1)),
+            Status::Skipped(SkipReason::Deadline),
+        ];
+        assert_eq!(samples.len(), StatusKind::ALL.len());
+        let mut labels = Vec::new();
+        for (status, kind) in samples.iter().zip(StatusKind::ALL) {
+            assert_eq!(status.kind(), kind);
+            assert!(status.to_string().starts_with(kind.label()), "{status}");
+            let mut t = Totals::default();
+            t.add(status);
+            assert_eq!(*t.counter(kind), 1, "{kind:?} counts into its own counter");
+            assert_eq!(t.total, 1);
+            labels.push(kind.label());
+        }
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), StatusKind::ALL.len(), "labels are distinct");
     }
 }

@@ -179,19 +179,7 @@ impl State {
 
     fn category_index(&mut self, category: &Category) -> u16 {
         // Built-in categories sit at fixed positions (`Category::BUILTIN`): no search.
-        let builtin = match category {
-            Category::Database => Some(0),
-            Category::File => Some(1),
-            Category::Process => Some(2),
-            Category::Timer => Some(3),
-            Category::Network => Some(4),
-            Category::Event => Some(5),
-            Category::Critical => Some(6),
-            Category::Task => Some(7),
-            Category::Thread => Some(8),
-            Category::Custom(_) => None,
-        };
-        if let Some(i) = builtin {
+        if let Some(i) = category.builtin_index() {
             return i;
         }
         let custom = &self.categories[Category::BUILTIN.len()..];
