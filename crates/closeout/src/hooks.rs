@@ -38,6 +38,32 @@
 //!   [`install`]; such a handler is not called again.
 //! - Nothing here runs on SIGKILL, `std::process::exit` or `abort`: no process can.
 //!
+//! # Invariants
+//!
+//! H1. The teardown runs at most once per installation: `Dispatch::state` goes `IDLE → RUNNING`
+//!     only through one compare-exchange (`claim`), whoever asks (a signal, a panic, the guard),
+//!     then `RUNNING → DONE` once, by the claimant.
+//! H2. The first signal is recorded (`RECEIVED`, a compare-exchange from 0) and claims the
+//!     teardown *before* [`shutdown_signal`] waiters are woken, so code that returns from `main`
+//!     after the wake-up always finds the teardown taken and joins it (it cannot run it as the
+//!     normal path and end with status 0).
+//! H3. Whoever ends the process after a signal (its coordinator thread, or the guard that joined
+//!     it) does so only after the teardown's report was published: `done` is set after
+//!     `publish`, and both wait on `done`.
+//! H4. Once `ARMED` is set (after uninstall, and from a third signal on) the signal handler
+//!     itself applies the default action; no thread of ours is needed any more.
+//! H5. While `active` is false the panic hook only passes through to the previous hook.
+//!
+//! # Orderings and lock order
+//!
+//! Every atomic here is `SeqCst`: they are few, touched a handful of times per process (never
+//! on a hot path), and H2 relies on one total order between `RECEIVED`, `state`, `ARMED` and
+//! `active` as seen by the signal thread, the panic hook and the thread returning from `main`;
+//! weaker orderings would need an argument per pair and buy nothing. Locks: `INSTALLED`, then
+//! `DEFAULTS` (install), each alone otherwise; `done.0` and `PREVIOUS_HOOK` are taken alone. No
+//! lock is held while the teardown or a user callback runs. Poisoned locks are taken back
+//! (`sync::lock`): they guard plain values no user code changes.
+//!
 //! ```no_run
 //! use closeout::{Registry, Resource, hooks};
 //! use std::time::Duration;
@@ -368,6 +394,7 @@ impl Hooks {
         };
         let policy = self.panic;
         let panic = (policy != PanicPolicy::Off).then(|| install_panic_hook(&dispatch, policy));
+        // SeqCst throughout (see "Orderings"): a fresh installation starts from nothing (H2, H4).
         RECEIVED.store(0, Ordering::SeqCst);
         ARMED.get_or_init(default_flag).store(false, Ordering::SeqCst);
         *installed = Some(Arc::clone(&dispatch));
@@ -431,6 +458,7 @@ impl HookGuard {
         if std::mem::replace(&mut self.uninstalled, true) {
             return;
         }
+        // H5: the panic hook passes through from here on.
         self.dispatch.active.store(false, Ordering::SeqCst);
         if let Some((handle, thread)) = self.signals.take() {
             handle.close();
@@ -523,9 +551,7 @@ fn default_flag() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock_std as lock;
 
 /// Registers, once per signal, the default action that runs when [`ARMED`] is set.
 fn arm_defaults(signals: &[i32]) -> Result<(), Error> {
@@ -565,6 +591,7 @@ impl Dispatch {
 
     /// Takes the one teardown for the caller (`IDLE → RUNNING`); false if it is taken.
     fn claim(&self) -> bool {
+        // H1: the one way to take the teardown.
         self.state.compare_exchange(IDLE, RUNNING, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     }
 
@@ -641,6 +668,7 @@ impl Dispatch {
     /// exits at once.
     fn on_signal(self: &Arc<Self>, sig: i32) {
         let signal = Signal(sig);
+        // H2: record, then claim, then wake.
         let first = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok();
         if first {
             let ours = self.claim();

@@ -8,9 +8,9 @@
 //!
 //! # Invariants
 //!
-//! 1. Events reach the observer in the order `notify` was called, one at a time (one channel,
+//! O1. Events reach the observer in the order `notify` was called, one at a time (one channel,
 //!    one thread).
-//! 2. `Progress::observed` only grows and never passes `sent`; `flush` waits for the count that
+//! O2. `Progress::observed` only grows and never passes `sent`; `flush` waits for the count that
 //!    was sent when it was called. Lock order: `Progress::observed` is the only lock.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -154,7 +154,7 @@ impl Observer {
         Observer { f, queue: OnceLock::new(), progress: Arc::default() }
     }
 
-    /// Hands `event` to the observer's thread (invariant 1); inline if no thread can be had.
+    /// Hands `event` to the observer's thread (invariant O1); inline if no thread can be had.
     fn send(&self, event: &Event<'_>) {
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel::<OwnedEvent>();
@@ -164,7 +164,7 @@ impl Observer {
                 .spawn(move || {
                     for owned in rx {
                         call(&f, &owned.event());
-                        let mut observed = progress.observed.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut observed = crate::sync::lock_std(&progress.observed);
                         *observed += 1;
                         progress.changed.notify_all();
                     }
@@ -178,17 +178,17 @@ impl Observer {
                 let sent = tx.send(OwnedEvent::of(event));
                 if sent.is_err() {
                     // The thread is gone: count the event as observed so flushes do not wait.
-                    *self.progress.observed.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                    *crate::sync::lock_std(&self.progress.observed) += 1;
                 }
             }
             None => call(&self.f, event),
         }
     }
 
-    /// Waits until every event sent so far was observed, or until `until` (invariant 2).
+    /// Waits until every event sent so far was observed, or until `until` (invariant O2).
     pub(crate) fn flush(&self, until: Option<Instant>) {
         let target = self.progress.sent.load(Ordering::SeqCst);
-        let mut observed = self.progress.observed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut observed = crate::sync::lock_std(&self.progress.observed);
         while *observed < target {
             observed = match until {
                 None => self.progress.changed.wait(observed).unwrap_or_else(|p| p.into_inner()),

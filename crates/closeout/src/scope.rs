@@ -355,7 +355,7 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, Stack> {
         // No user code runs under this lock, so poisoning cannot leave it inconsistent.
-        self.stack.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock_std(&self.stack)
     }
 
     /// Whether any waiting action, here or in a child scope, is async. Locks one scope at a

@@ -39,14 +39,14 @@ static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
 /// Watches `source` (held weakly) for resources older than `older_than`.
 pub(crate) fn watch(source: Weak<dyn StaleSource>, older_than: Duration) {
     crate::leak::tracker::set_global_source(stale_records);
-    let mut watched = WATCHED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut watched = crate::sync::lock_std(&WATCHED);
     watched.retain(|(w, _)| w.strong_count() > 0);
     watched.push((source, older_than));
 }
 
 /// The stale resources of every watched registry, as records.
 pub(crate) fn stale_records() -> Vec<LeakRecord> {
-    let watched: Vec<Watched> = WATCHED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let watched: Vec<Watched> = crate::sync::lock_std(&WATCHED).clone();
     let mut out = Vec::new();
     for (weak, older_than) in watched {
         let Some(source) = weak.upgrade() else { continue };

@@ -152,7 +152,7 @@ impl Inner {
 
     fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
         // Only slab bookkeeping happens under a shard lock; a poisoned one is still consistent.
-        self.shards[i].0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock_std(&self.shards[i].0)
     }
 
     fn set_mode(&self, mode: Mode) {
@@ -268,7 +268,7 @@ fn thread_number() -> u32 {
         }
         let n = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
         t.set(n);
-        let mut names = THREAD_NAMES.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names = crate::sync::lock_std(&THREAD_NAMES);
         let i = n as usize;
         if names.len() <= i {
             names.resize(i + 1, None);
@@ -279,7 +279,7 @@ fn thread_number() -> u32 {
 }
 
 fn thread_name(n: u32) -> String {
-    let names = THREAD_NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    let names = crate::sync::lock_std(&THREAD_NAMES);
     match names.get(n as usize).cloned().flatten() {
         Some(name) => format!("{name} (#{n})"),
         None => format!("#{n}"),

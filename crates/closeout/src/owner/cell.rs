@@ -8,14 +8,14 @@
 //!
 //! # Invariants
 //!
-//! 1. The owner's entry for a piece of work is removed at most once: by the work when it
+//! W1. The owner's entry for a piece of work is removed at most once: by the work when it
 //!    finished by itself before any teardown, by a timer cleared by hand, or by the owner's
 //!    teardown (which runs the cleanup instead). `CellState::linked` is true exactly while the
 //!    entry may still be removed by the work's side, and is cleared under the cell's lock by
 //!    whichever side acts.
-//! 2. The work's end is recorded once (`ended`), and `done` keeps a permit (`notify_one`), so a
+//! W2. The work's end is recorded once (`ended`), and `done` keeps a permit (`notify_one`), so a
 //!    cleanup that starts waiting after the work ended still sees it.
-//! 3. Whichever comes first — the spawner linking the entry, or the work ending — the other
+//! W3. Whichever comes first — the spawner linking the entry, or the work ending — the other
 //!    finds what it needs: work that finished before it was linked is detached by `started`.
 //!
 //! # Lock order
@@ -163,7 +163,7 @@ where
 
 impl Tracked {
     /// The work started (with its task's abort handle, if it is a task): the cell takes the
-    /// link to the owner (invariant 3).
+    /// link to the owner (invariant W3).
     pub(crate) fn started(self, abort: Option<tokio::task::AbortHandle>) -> Arc<WorkCell> {
         let Tracked { cell, owner, .. } = self;
         {
@@ -217,7 +217,7 @@ pub(crate) struct WorkCell {
 struct CellState {
     /// The owner, for the grace period and for removing the entry.
     owner: Option<OwnerRef>,
-    /// Whether the work's side may still remove the entry (invariant 1).
+    /// Whether the work's side may still remove the entry (invariant W1).
     linked: bool,
     abort: Option<tokio::task::AbortHandle>,
     ended: Option<Ended>,
@@ -232,7 +232,7 @@ impl WorkCell {
         crate::sync::lock(&self.state)
     }
 
-    /// Removes the entry if the work's side still may (invariant 1), under the cell's lock.
+    /// Removes the entry if the work's side still may (invariant W1), under the cell's lock.
     fn detach_locked(st: &mut CellState) {
         if std::mem::take(&mut st.linked) {
             if let Some(owner) = &st.owner {
@@ -241,7 +241,7 @@ impl WorkCell {
         }
     }
 
-    /// The work's half: records how it ended (invariant 2). A piece that finished before any
+    /// The work's half: records how it ended (invariant W2). A piece that finished before any
     /// teardown removes its entry; one that panicked, or finished after being told to stop
     /// (`stopping`), keeps it, so the teardown report says how it ended.
     pub(crate) fn ended(&self, how: Ended, stopping: bool) {

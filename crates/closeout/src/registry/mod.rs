@@ -104,7 +104,7 @@ pub(crate) struct Inner {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // No user code runs under this lock, so a poisoned lock's state is still consistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Identifies this registry to the re-entrancy check.

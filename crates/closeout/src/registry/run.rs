@@ -1,5 +1,5 @@
 //! [`RunShared`]: one teardown run as the calls that join it see it (single flight): what it
-//! covers, and the report it hands to every joiner (teardown invariants 1 and 6).
+//! covers, and the report it hands to every joiner (invariants T1 and T6, in `teardown`).
 //!
 //! # Lock order
 //!
@@ -34,20 +34,20 @@ impl RunShared {
         })
     }
 
-    /// Whether this run also does what a call for `sel` with `opts` asks (invariant 1).
+    /// Whether this run also does what a call for `sel` with `opts` asks (invariant T1).
     pub(crate) fn covers(&self, sel: &Selection, opts: &TeardownOptions) -> bool {
         (self.selection == *sel && self.opts == *opts)
             || (self.selection == Selection::All && self.opts.is_unfiltered())
     }
 
     pub(crate) fn publish(&self, report: Report) {
-        *self.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        *crate::sync::lock(&self.report) = Some(report);
         self.cv.notify_all();
         self.notify.notify_waiters();
     }
 
     pub(crate) fn get(&self) -> Option<Report> {
-        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.report).clone()
     }
 
     pub(crate) async fn wait(&self) -> Report {
@@ -63,7 +63,7 @@ impl RunShared {
     }
 
     pub(crate) fn wait_blocking(&self) -> Report {
-        let mut guard = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::sync::lock(&self.report);
         loop {
             if let Some(r) = guard.as_ref() {
                 return r.clone();

@@ -7,19 +7,19 @@
 //!
 //! # Invariants
 //!
-//! 1. `pending[n]` is the number of in-run dependents of `n` that are not `Done`. A node is
+//! S1. `pending[n]` is the number of in-run dependents of `n` that are not `Done`. A node is
 //!    `Ready` exactly when it is not started and `pending == 0`; then it has an entry in the ready
 //!    queue of a phase not earlier than the current one.
-//! 2. Queue entries are never removed, only made stale: an entry counts only while its node is
+//! S2. Queue entries are never removed, only made stale: an entry counts only while its node is
 //!    `Ready`. [`pop`](Schedule::pop) discards stale entries and marks what it returns
 //!    `Running`, so a node is handed out at most once, however many entries it has.
-//! 3. [`add_late`](Schedule::add_late) only links a new node to dependencies that have not
+//! S3. [`add_late`](Schedule::add_late) only links a new node to dependencies that have not
 //!    started (`Waiting` or `Ready`); a `Ready` one goes back to `Waiting`. So no dependency can
 //!    start before a dependent that arrived late, and a dependency that is already running is
 //!    never linked (the registry refuses such a registration: `Error::DependencyClosing`).
-//! 4. [`complete`](Schedule::complete) is the only way to `Done` and is accepted once per node;
+//! S4. [`complete`](Schedule::complete) is the only way to `Done` and is accepted once per node;
 //!    it decrements each dependency's `pending` once, so no count can underflow.
-//! 5. The phase only moves forward, and only when its queue holds no `Ready` entry. Every
+//! S5. The phase only moves forward, and only when its queue holds no `Ready` entry. Every
 //!    dependent's phase is at most its dependency's (effective priority), so when a phase is left
 //!    behind, nothing in it is still waiting on a dependent.
 
@@ -99,7 +99,7 @@ impl Schedule {
         self.phase
     }
 
-    /// The best ready node of the current phase, now `Running` (invariant 2).
+    /// The best ready node of the current phase, now `Running` (invariant S2).
     pub(crate) fn pop(&mut self) -> Option<u32> {
         while let Some(n) = self.queues.pop(self.phase) {
             if self.state[n as usize] == NodeState::Ready {
@@ -122,7 +122,7 @@ impl Schedule {
     }
 
     /// Moves to the next phase if the current one has nothing ready; false after the last
-    /// (invariant 5).
+    /// (invariant S5).
     pub(crate) fn advance(&mut self) -> bool {
         if self.has_ready() || self.phase >= LAST_PHASE {
             return false;
@@ -131,7 +131,7 @@ impl Schedule {
         true
     }
 
-    /// `n` finished: one dependent fewer for each of its dependencies (invariant 4). Returns
+    /// `n` finished: one dependent fewer for each of its dependencies (invariant S4). Returns
     /// false, changing nothing, if `n` was done already.
     pub(crate) fn complete(&mut self, n: u32) -> bool {
         if self.state[n as usize] == NodeState::Done {
@@ -165,7 +165,7 @@ impl Schedule {
         open.then_some(m)
     }
 
-    /// Adds a resource registered while the run goes on (invariant 3). Its phase is its
+    /// Adds a resource registered while the run goes on (invariant S3). Its phase is its
     /// effective priority, but never one already left behind.
     pub(crate) fn add_late(&mut self, late: Late) -> u32 {
         let deps: Vec<u32> = late.deps.iter().filter_map(|&sid| self.unstarted(sid)).collect();

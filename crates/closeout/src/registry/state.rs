@@ -3,14 +3,14 @@
 //!
 //! # Invariants
 //!
-//! 1. A slot is `Vacant`, `Registered` (cleanup present) or `Running` (cleanup taken by a
+//! R1. A slot is `Vacant`, `Registered` (cleanup present) or `Running` (cleanup taken by a
 //!    teardown). Only `Registered` slots are in a teardown's selection; `Registered` and
 //!    `Running` slots are in the id index.
-//! 2. An edge `dependent -> dependency` is stored on the dependent as `(slot, generation)`. A
+//! R2. An edge `dependent -> dependency` is stored on the dependent as `(slot, generation)`. A
 //!    dependency's `dependents` counts live edges to it. Freeing a slot bumps its generation, so
 //!    an edge to a freed slot (only possible with `force` or `clear`) is recognisably stale and
 //!    ignored everywhere, never mistaken for the slot's next occupant.
-//! 3. Edges only point at slots registered earlier or added through a cycle check, so the graph
+//! R3. Edges only point at slots registered earlier or added through a cycle check, so the graph
 //!    is always acyclic.
 
 use crate::clock;
@@ -329,7 +329,7 @@ impl State {
     }
 
     /// Removes a live slot from every structure and returns its parts. Decrements the
-    /// dependents count of each dependency that is still the same slot (invariant 2).
+    /// dependents count of each dependency that is still the same slot (invariant R2).
     pub(crate) fn free(&mut self, idx: u32) -> Slot {
         let hash = self.hash(&self.slots[idx as usize].id);
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == idx) {
@@ -390,7 +390,7 @@ impl State {
             .collect()
     }
 
-    /// Adds `dependent -> dependency` after checking it closes no cycle (invariant 3).
+    /// Adds `dependent -> dependency` after checking it closes no cycle (invariant R3).
     pub(crate) fn add_dependency(&mut self, dependent: &str, dependency: &str) -> Result<(), Error> {
         let a = self.find(dependent).ok_or_else(|| Error::NotFound(dependent.to_owned()))?;
         let b = self.find(dependency).ok_or_else(|| Error::NotFound(dependency.to_owned()))?;

@@ -3,20 +3,20 @@
 //!
 //! # Invariants
 //!
-//! 1. Single flight: at most one run per registry (`State::active`). A concurrent call joins it
+//! T1. Single flight: at most one run per registry (`State::active`). A concurrent call joins it
 //!    and receives the same report when the run covers its request, or waits for it to end and
 //!    then runs its own.
-//! 2. A cleanup is claimed (taken out of its slot) exactly once, under the state lock; from then
+//! T2. A cleanup is claimed (taken out of its slot) exactly once, under the state lock; from then
 //!    on only the run holds it. So a resource is cleaned at most once.
-//! 3. A node starts only when [`Schedule::pop`] hands it out: its phase is the current one and
+//! T3. A node starts only when [`Schedule::pop`] hands it out: its phase is the current one and
 //!    every in-run dependent has finished, including dependents registered during the run
-//!    (see `schedule`'s invariants). Not level by level: it starts the moment that holds.
-//! 4. No lock is held while user code runs (cleanups, observer).
-//! 5. A run ends only under the state lock with an empty inbox, so every registration made while
+//!    (see `schedule`'s invariants S1–S5). Not level by level: it starts the moment that holds.
+//! T4. No lock is held while user code runs (cleanups, observer).
+//! T5. A run ends only under the state lock with an empty inbox, so every registration made while
 //!    it ran was either taken into it or reported.
-//! 6. Whatever way a run ends, including its future being dropped, joiners receive a report and
+//! T6. Whatever way a run ends, including its future being dropped, joiners receive a report and
 //!    `State::active` is cleared (`Run`'s `Drop`).
-//! 7. A run ends: it takes in a bounded number of late registrations ([`MIN_LATE_LIMIT`], or
+//! T7. A run ends: it takes in a bounded number of late registrations ([`MIN_LATE_LIMIT`], or
 //!    four times its size). Past that it starts nothing new; what is left stays registered and
 //!    is reported as skipped (`SkipReason::RunLimit`), so a later teardown can take it.
 //!
@@ -50,7 +50,7 @@ enum Role {
     Wait(Arc<RunShared>),
 }
 
-/// Decides under the lock whether this call leads a new run, joins, or waits (invariant 1).
+/// Decides under the lock whether this call leads a new run, joins, or waits (invariant T1).
 fn begin(inner: &Arc<Inner>, sel: &Selection, opts: &TeardownOptions, close: bool, mode: Mode) -> Role {
     let mut st = inner.lock();
     if close {
@@ -170,7 +170,7 @@ struct Run {
     finished: bool,
 }
 
-/// Which registrations made during a run it takes in, and how many more it may (invariant 7).
+/// Which registrations made during a run it takes in, and how many more it may (invariant T7).
 struct Intake {
     /// A teardown of everything takes in all of them; a subset, only what depends on it.
     full: bool,
@@ -224,7 +224,7 @@ impl Run {
     /// Runs to the end. A panic inside the engine (an internal bug, a panicking `tracing`
     /// subscriber or observer, a panicking `Display` of an error) never wedges the registry: the
     /// run's `Drop` clears the single-flight state and answers every joiner with what was done,
-    /// and the caller gets that report too (invariant 6).
+    /// and the caller gets that report too (invariant T6).
     async fn drive(self) -> Report {
         use futures_util::FutureExt;
         use tracing::Instrument;
@@ -311,7 +311,7 @@ impl Run {
                     self.halt.get_or_insert(SkipReason::RunLimit { limit: self.intake.limit });
                 }
                 self.inbox_dirty = false;
-                // Past the intake limit nothing new starts (invariant 7).
+                // Past the intake limit nothing new starts (invariant T7).
                 let popped = if self.halt.is_some() {
                     None
                 } else {
@@ -449,7 +449,7 @@ impl Run {
         }
     }
 
-    /// Ends the run if nothing was registered meanwhile (invariant 5).
+    /// Ends the run if nothing was registered meanwhile (invariant T5).
     fn try_end(&mut self) -> bool {
         let mut st = self.inner.lock();
         if !st.inbox.is_empty() {
@@ -523,7 +523,7 @@ impl Run {
 /// Takes registrations made during the run into it: all of them for a full teardown;
 /// otherwise those that depend on something this run has yet to tear down (cascade).
 ///
-/// Takes at most `budget` more (invariant 7); past it the rest stays in the inbox and this
+/// Takes at most `budget` more (invariant T7); past it the rest stays in the inbox and this
 /// returns true: the run then starts nothing new and reports what is left as skipped.
 fn absorb(sched: &mut Schedule, node_start: &mut Vec<Duration>, intake: &mut Intake, st: &mut State) -> bool {
     let Intake { full, ref opts, ref mut budget, .. } = *intake;
@@ -565,7 +565,7 @@ fn free_slot(st: &mut State, sid: SlotId, ok: bool) -> (String, Category) {
 impl Drop for Run {
     /// The run's future was dropped part way (or could not be polled): running cleanups were
     /// dropped with it and are reported as failed; unstarted ones stay registered and are
-    /// reported as skipped (invariant 6).
+    /// reported as skipped (invariant T6).
     fn drop(&mut self) {
         if self.finished {
             return;
