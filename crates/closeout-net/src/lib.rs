@@ -27,18 +27,24 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`WsConn`] is a WebSocket connection (server or client side) with a ping/pong heartbeat that
-//! closes a silent peer, and an idempotent close handshake. [`Reconnecting`] keeps a client
-//! connection up with exponential back-off and an observable [`Health`].
+//! With the `ws` feature, `WsConn` is a WebSocket connection (server or client side) with a
+//! ping/pong heartbeat that closes a silent peer, an idempotent close handshake bounded by its
+//! timeout, and back-pressure instead of dropped messages; `Reconnecting` keeps a client
+//! connection up with exponential back-off and an observable `Health`.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "ws")]
 mod reconnect;
 mod server;
+#[cfg(feature = "ws")]
 mod ws;
 
+#[cfg(feature = "ws")]
 pub use reconnect::{Backoff, Health, Reconnecting};
 pub use server::{DEFAULT_GRACE, DrainReport, Forced, ServerHandle, TcpServer};
+#[cfg(feature = "ws")]
 pub use tokio_tungstenite::tungstenite::Message;
+#[cfg(feature = "ws")]
 pub use ws::{CloseReason, NotClean, WsConn, WsError, WsOptions};

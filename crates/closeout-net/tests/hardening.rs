@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use closeout_net::{CloseReason, Message, TcpServer, WsConn, WsOptions};
+use closeout_net::TcpServer;
+#[cfg(feature = "ws")]
+use closeout_net::{CloseReason, Message, WsConn, WsOptions};
 use tokio::io::AsyncWriteExt;
 
+#[cfg(feature = "ws")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_returns_within_its_timeout_when_the_peer_stopped_reading() {
     for close_timeout in [Duration::from_millis(100), Duration::from_millis(400)] {
@@ -43,6 +46,7 @@ async fn close_returns_within_its_timeout_when_the_peer_stopped_reading() {
     }
 }
 
+#[cfg(feature = "ws")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_gets_every_message_in_order() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -6,3 +6,7 @@
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../closeout/README.md")]
+struct CloseoutReadmeDoctests;
