@@ -445,7 +445,7 @@ fn decode(line: &[u8]) -> Option<Record> {
     let line = std::str::from_utf8(line).ok()?;
     let mut parts = line.split(' ');
     let unhex = |s: &str| -> Option<OsString> {
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return None;
         }
         let bytes: Option<Vec<u8>> =

@@ -280,10 +280,10 @@ impl WsConn {
             self.closer.close_timeout,
         ));
         let asked = tokio::time::timeout_at(until, self.cmds.send(Cmd::Close)).await;
-        if asked.is_ok() {
-            if let Ok(reason) = tokio::time::timeout_at(until, self.closed()).await {
-                return reason;
-            }
+        if asked.is_ok()
+            && let Ok(reason) = tokio::time::timeout_at(until, self.closed()).await
+        {
+            return reason;
         }
         // The driver is stuck (most likely writing to a peer that stopped reading): give up the
         // handshake; aborting the driver drops the socket, which closes the TCP stream.

@@ -486,10 +486,10 @@ impl Drop for HookGuard {
         if self.dispatch.run_once(Trigger::Exit).is_none() {
             // A signal or a panic got there first: let it finish, and keep its exit status
             // rather than ending with main's.
-            if let Some(Trigger::Signal(sig)) = self.dispatch.wait_done() {
-                if self.dispatch.exit {
-                    exit_with(sig);
-                }
+            if let Some(Trigger::Signal(sig)) = self.dispatch.wait_done()
+                && self.dispatch.exit
+            {
+                exit_with(sig);
             }
         }
         // A first signal that arrived during this teardown joined it: end with its status.

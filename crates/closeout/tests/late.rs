@@ -256,10 +256,10 @@ fn replay(
                 let now = running.as_ref().map(|(k, _)| *k);
                 let mut dependents: Vec<u8> =
                     model.live.iter().filter(|(_, r)| r.deps.contains(&key)).map(|(k, _)| *k).collect();
-                if let Some((k, r)) = &running {
-                    if r.deps.contains(&key) {
-                        dependents.push(*k);
-                    }
+                if let Some((k, r)) = &running
+                    && r.deps.contains(&key)
+                {
+                    dependents.push(*k);
                 }
                 match result {
                     Err(Error::Busy(_)) => assert!(

@@ -167,10 +167,10 @@ impl LeakCheck {
                 .map(|(pid, (cmd, state))| (pid, cmd, state))
                 .collect();
         }
-        if let (Some(before), Some(now)) = (self.tasks_before, alive_tasks()) {
-            if now > before {
-                leaks.tasks = Some((before, now));
-            }
+        if let (Some(before), Some(now)) = (self.tasks_before, alive_tasks())
+            && now > before
+        {
+            leaks.tasks = Some((before, now));
         }
         leaks
     }

@@ -475,10 +475,10 @@ impl Tracker {
             }
             drop(gone);
         }
-        if matches!(self.0, Handle::Global) {
-            if let Some(source) = GLOBAL_SOURCE.get() {
-                out.extend(source());
-            }
+        if matches!(self.0, Handle::Global)
+            && let Some(source) = GLOBAL_SOURCE.get()
+        {
+            out.extend(source());
         }
         // Oldest first; a shard's stamps strictly increase, so only objects of different threads
         // can tie, and those go by thread.

@@ -234,10 +234,10 @@ impl WorkCell {
 
     /// Removes the entry if the work's side still may (invariant W1), under the cell's lock.
     fn detach_locked(st: &mut CellState) {
-        if std::mem::take(&mut st.linked) {
-            if let Some(owner) = &st.owner {
-                owner.detach();
-            }
+        if std::mem::take(&mut st.linked)
+            && let Some(owner) = &st.owner
+        {
+            owner.detach();
         }
     }
 

@@ -97,8 +97,8 @@ pub trait Owner: cell::Sealed {
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] with `f`, uncalled: [`Error::NoRuntime`] outside a tokio runtime,
-    /// [`Error::Released`] for a released scope, or the registry's refusal (shut down, full).
+    /// [`SpawnError`] with `f`, uncalled: [`Error::NoRuntime`](crate::Error::NoRuntime) outside a tokio runtime,
+    /// [`Error::Released`](crate::Error::Released) for a released scope, or the registry's refusal (shut down, full).
     ///
     /// ```
     /// use closeout::Owner;
@@ -131,8 +131,8 @@ pub trait Owner: cell::Sealed {
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] with `f`, uncalled: [`Error::Released`], the registry's refusal, or
-    /// [`Error::Os`] if the OS refused a thread.
+    /// [`SpawnError`] with `f`, uncalled: [`Error::Released`](crate::Error::Released), the registry's refusal, or
+    /// [`Error::Os`](crate::Error::Os) if the OS refused a thread.
     ///
     /// ```
     /// use closeout::Owner;
@@ -181,7 +181,7 @@ pub trait Owner: cell::Sealed {
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] with `f`: [`Error::NoRuntime`], [`Error::Released`] or the registry's
+    /// [`SpawnError`] with `f`: [`Error::NoRuntime`](crate::Error::NoRuntime), [`Error::Released`](crate::Error::Released) or the registry's
     /// refusal.
     ///
     /// ```
@@ -207,7 +207,7 @@ pub trait Owner: cell::Sealed {
     ///
     /// # Errors
     ///
-    /// As [`set_timeout`](Owner::set_timeout), plus [`Error::InvalidConfig`] for a zero period.
+    /// As [`set_timeout`](Owner::set_timeout), plus [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero period.
     ///
     /// ```
     /// use closeout::Owner;

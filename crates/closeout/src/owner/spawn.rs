@@ -33,9 +33,9 @@ pub struct Spawn {
 }
 
 impl Spawn {
-    /// Work called `name`, with [`DEFAULT_GRACE`]. In a [`Registry`] it is registered under
+    /// Work called `name`, with [`DEFAULT_GRACE`]. In a [`Registry`](crate::Registry) it is registered under
     /// exactly this id, so `report.get(name)` finds it; a second piece of work with the same id
-    /// is refused with [`Error::DuplicateId`], as a resource would be. For many pieces of work
+    /// is refused with [`Error::DuplicateId`](crate::Error::DuplicateId), as a resource would be. For many pieces of work
     /// under one name, use [`Spawn::numbered`].
     ///
     /// ```
@@ -54,7 +54,7 @@ impl Spawn {
         Spawn { name: name.into(), grace: DEFAULT_GRACE, depends_on: Vec::new(), numbered: false }
     }
 
-    /// Work registered in a [`Registry`] as `name#n`, `n` counting the registry's spawns from 1:
+    /// Work registered in a [`Registry`](crate::Registry) as `name#n`, `n` counting the registry's spawns from 1:
     /// for many pieces of work under one name. (Timers are always numbered: `timeout#n`,
     /// `interval#n`.) A scope does not name its entries uniquely and ignores this.
     ///
@@ -82,7 +82,7 @@ impl Spawn {
         self
     }
 
-    /// In a [`Registry`]: resources this work uses, so it is stopped before them (see
+    /// In a [`Registry`](crate::Registry): resources this work uses, so it is stopped before them (see
     /// [`Resource::depends_on`](crate::Resource::depends_on)). A scope orders by position and
     /// ignores this.
     ///
