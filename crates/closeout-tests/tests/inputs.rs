@@ -19,7 +19,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use closeout::leak::{LeakCheck, Mode, Tracker};
-use closeout::{Error, MAX_TIMEOUT, Owner, Registry, Resource, Scope, Selection, Spawn, TeardownOptions};
+use closeout::owner::{Owner, Spawn};
+use closeout::{Error, MAX_TIMEOUT, Registry, Resource, Scope, Selection, TeardownOptions};
 
 /// Zero, the smallest, ordinary, the largest a registry takes, just past it, and past any clock.
 const DURATIONS: [Duration; 8] = [
@@ -176,7 +177,7 @@ fn closeout_spawned_work_inputs() {
             assert!(report.is_success(), "timers with {d:?}: {report}");
         });
         // StopFlag::wait_timeout: an unstopped flag waits at most `d`; a stopped one returns at once.
-        let flag = closeout::StopFlag::new();
+        let flag = closeout::owner::StopFlag::new();
         if d <= Duration::from_secs(1) {
             assert!(!flag.wait_timeout(d));
         }

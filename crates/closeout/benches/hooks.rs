@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use closeout::hooks::Hooks;
-use closeout::{Owner, Registry, Resource, Scope};
+use closeout::owner::Owner;
+use closeout::{Registry, Resource, Scope};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn signal_to_first_cleanup(c: &mut Criterion) {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use closeout::{Owner, Scope};
+use closeout::Scope;
+use closeout::owner::Owner;
 
 #[path = "common/counting.rs"]
 mod counting;

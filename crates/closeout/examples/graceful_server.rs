@@ -21,7 +21,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use closeout::hooks::Hooks;
-use closeout::{Category, Owner, Registry, Resource, Spawn};
+use closeout::owner::{Owner, Spawn};
+use closeout::{Category, Registry, Resource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

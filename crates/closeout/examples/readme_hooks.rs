@@ -1,7 +1,8 @@
 //! The README's "Process hooks and spawned work" example as a program, line for line (a test
 //! checks that the two agree): `tests/hooks.rs` sends it SIGTERM 50 times and checks every run
 //! prints the report and ends killed by SIGTERM.
-use closeout::{Owner, Registry, Resource, Spawn, hooks};
+use closeout::owner::{Owner, Spawn};
+use closeout::{Registry, Resource, hooks};
 use std::time::Duration;
 
 #[tokio::main]

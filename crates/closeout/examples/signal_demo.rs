@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use closeout::hooks::{Hooks, PanicPolicy};
-use closeout::{Owner, Registry, Resource, Spawn};
+use closeout::owner::{Owner, Spawn};
+use closeout::{Registry, Resource};
 
 fn log_cleanup(dir: &Path, id: &'static str) -> Resource {
     let path = dir.join("log");

@@ -1,4 +1,5 @@
-use closeout::{Owner, Registry, Scope};
+use closeout::owner::Owner;
+use closeout::{Registry, Scope};
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

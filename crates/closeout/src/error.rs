@@ -281,13 +281,13 @@ impl<F> std::error::Error for Rejected<F> {}
 /// tracked: the reason, and the work itself, handed back unstarted.
 ///
 /// ```
-/// use closeout::Owner;
+/// use closeout::owner::Owner;
 /// let scope = closeout::Scope::new();
 /// let _ = scope.release();
 /// let err = scope.spawn_thread("late", |_stop| 7).unwrap_err();
 /// assert_eq!(err.error(), &closeout::Error::Released);
 /// let work = err.into_inner();
-/// assert_eq!(work(closeout::StopFlag::new()), 7); // nothing was lost
+/// assert_eq!(work(closeout::owner::StopFlag::new()), 7); // nothing was lost
 /// ```
 pub struct SpawnError<F> {
     error: Error,

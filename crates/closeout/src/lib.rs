@@ -61,7 +61,8 @@
 //! signals and panics.
 //!
 //! ```no_run
-//! use closeout::{Owner, Registry, hooks};
+//! use closeout::{Registry, hooks};
+//! use closeout::owner::Owner;
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let registry = Registry::new();
 //! registry.spawn("ticker", |token| async move {
@@ -140,7 +141,7 @@ mod local_scope;
 mod observer;
 mod outcomes;
 #[cfg(not(loom))]
-mod owner;
+pub mod owner;
 mod registry;
 mod report;
 mod resource;
@@ -151,7 +152,7 @@ mod sync;
 pub use category::{Category, Priority};
 pub use cleanup::{BoxError, IntoOutcome};
 pub use clock::saturating_deadline;
-pub use error::{BatchError, Error, RegisterError, Rejected, SpawnError};
+pub use error::{BatchError, Error, RegisterError, Rejected};
 pub use local_scope::{LocalHandle, LocalScope};
 pub use observer::Event;
 #[cfg(not(loom))]

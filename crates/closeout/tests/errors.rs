@@ -3,7 +3,8 @@
 
 use std::cell::Cell;
 
-use closeout::{Owner, Registry, Resource, Scope};
+use closeout::owner::Owner;
+use closeout::{Registry, Resource, Scope};
 
 fn assert_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
 

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use closeout::{
-    Abandoned, Aborted, Error, Owner, Registry, Resource, Scope, Selection, Spawn, Status, TeardownOptions,
-};
+use closeout::owner::{Abandoned, Aborted, Owner, Spawn};
+use closeout::{Error, Registry, Resource, Scope, Selection, Status, TeardownOptions};
 use common::{Log, within};
 
 const LIMIT: Duration = Duration::from_secs(20);

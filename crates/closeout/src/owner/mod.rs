@@ -9,7 +9,7 @@
 //! Every piece of work follows the same rule, in this order:
 //! 1. **Cancel first.** The owner's token is cancelled the moment its teardown begins. In a
 //!    registry each piece of work also gets its own child token (a
-//!    [`StopFlag`](crate::StopFlag) for threads) that its own cleanup cancels, so tearing down
+//!    [`StopFlag`] for threads) that its own cleanup cancels, so tearing down
 //!    only part of a registry stops only that part; in a scope, work shares the scope's token.
 //! 2. **Grace.** The cleanup waits for the work to end by itself, until the grace period
 //!    ([`Spawn::grace`]) counted from when the owner's teardown began: many tasks in one scope
@@ -25,7 +25,7 @@
 //!
 //! - `spawn`: [`Spawn`], the name and grace period work is given.
 //! - `cell`: the one path every kind of work takes (register with the owner, start, hand off)
-//!   and the [`WorkCell`](cell::WorkCell) hand-off between the work and its cleanup, with its
+//!   and the `WorkCell` hand-off between the work and its cleanup, with its
 //!   invariants.
 //! - `task`, `thread`, `timer`: what differs per kind.
 
@@ -41,10 +41,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::category::Category;
-use crate::error::SpawnError;
 use crate::{Registry, Scope};
 use cell::Core;
 
+pub use crate::error::SpawnError;
 pub use spawn::{DEFAULT_GRACE, Spawn};
 pub use task::Aborted;
 pub use thread::{Abandoned, JoinError, StopFlag, ThreadHandle};
@@ -70,13 +70,14 @@ impl cell::Sealed for Registry {
 /// share a name. See the module docs for the cancel → grace → stop sequence.
 ///
 /// ```
-/// use closeout::{Owner, Registry};
+/// use closeout::{Registry};
+/// use closeout::owner::Owner;
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let registry = Registry::new();
 /// registry.spawn("polite", |token| async move { token.cancelled().await })?;
-/// registry.spawn(closeout::Spawn::new("stubborn").grace(Duration::from_millis(20)), |_token| {
+/// registry.spawn(closeout::owner::Spawn::new("stubborn").grace(Duration::from_millis(20)), |_token| {
 ///     std::future::pending::<()>()
 /// })?;
 /// let report = registry.shutdown().await;
@@ -101,7 +102,7 @@ pub trait Owner: cell::Sealed {
     /// [`Error::Released`](crate::Error::Released) for a released scope, or the registry's refusal (shut down, full).
     ///
     /// ```
-    /// use closeout::Owner;
+    /// use closeout::owner::Owner;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let scope = closeout::Scope::new();
@@ -135,7 +136,7 @@ pub trait Owner: cell::Sealed {
     /// [`Error::Os`](crate::Error::Os) if the OS refused a thread.
     ///
     /// ```
-    /// use closeout::Owner;
+    /// use closeout::owner::Owner;
     /// let scope = closeout::Scope::new();
     /// let job = scope.spawn_blocking("checksum", || (1..=10u32).sum::<u32>())?;
     /// assert_eq!(job.join()?, 55);
@@ -149,7 +150,7 @@ pub trait Owner: cell::Sealed {
         thread::spawn(self.core(), spawn.into(), Category::Task, f, |f, _stop| f())
     }
 
-    /// Spawns an OS thread with a [`StopFlag`](crate::StopFlag), tracked. At teardown the flag
+    /// Spawns an OS thread with a [`StopFlag`], tracked. At teardown the flag
     /// is set and the thread is joined with its grace period as timeout; a thread that does not
     /// stop in time is reported and detached, and never keeps the process from exiting. Needs
     /// no runtime.
@@ -159,7 +160,7 @@ pub trait Owner: cell::Sealed {
     /// As [`spawn_blocking`](Owner::spawn_blocking).
     ///
     /// ```
-    /// use closeout::Owner;
+    /// use closeout::owner::Owner;
     /// use std::time::Duration;
     /// let scope = closeout::Scope::new();
     /// scope.spawn_thread("poller", |stop| {
@@ -185,7 +186,7 @@ pub trait Owner: cell::Sealed {
     /// refusal.
     ///
     /// ```
-    /// use closeout::Owner;
+    /// use closeout::owner::Owner;
     /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -210,7 +211,7 @@ pub trait Owner: cell::Sealed {
     /// As [`set_timeout`](Owner::set_timeout), plus [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero period.
     ///
     /// ```
-    /// use closeout::Owner;
+    /// use closeout::owner::Owner;
     /// use std::sync::atomic::{AtomicU32, Ordering};
     /// use std::sync::Arc;
     /// use std::time::Duration;

@@ -11,7 +11,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// converts into one with the default grace.
 ///
 /// ```
-/// use closeout::{Owner, Scope, Spawn};
+/// use closeout::{Scope};
+/// use closeout::owner::{Owner, Spawn};
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,7 +40,8 @@ impl Spawn {
     /// under one name, use [`Spawn::numbered`].
     ///
     /// ```
-    /// use closeout::{Error, Owner, Registry, Spawn};
+    /// use closeout::{Error, Registry};
+    /// use closeout::owner::{Owner, Spawn};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let registry = Registry::new();
@@ -59,7 +61,8 @@ impl Spawn {
     /// `interval#n`.) A scope does not name its entries uniquely and ignores this.
     ///
     /// ```
-    /// use closeout::{Owner, Registry, Spawn};
+    /// use closeout::{Registry};
+    /// use closeout::owner::{Owner, Spawn};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let registry = Registry::new();
@@ -87,7 +90,8 @@ impl Spawn {
     /// ignores this.
     ///
     /// ```
-    /// use closeout::{Owner, Registry, Resource, Spawn};
+    /// use closeout::{Registry, Resource};
+    /// use closeout::owner::{Owner, Spawn};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let registry = Registry::new();

@@ -1,4 +1,4 @@
-//! Tracked tokio tasks: the task side of [`Owner::spawn`](crate::Owner::spawn).
+//! Tracked tokio tasks: the task side of [`Owner::spawn`](crate::owner::Owner::spawn).
 //!
 //! The task is wrapped so that, when it ends, it records how (finished or panicked) in its
 //! [`WorkCell`]; its cleanup cancels the task's token, waits for that record until the grace
@@ -21,7 +21,8 @@ use crate::runner::panic_text;
 /// and was aborted.
 ///
 /// ```
-/// use closeout::{Owner, Spawn, Status};
+/// use closeout::{Status};
+/// use closeout::owner::{Owner, Spawn};
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,7 +30,7 @@ use crate::runner::panic_text;
 /// scope.spawn(Spawn::new("stuck").grace(Duration::ZERO), |_| std::future::pending::<()>())?;
 /// let report = scope.close_async().await;
 /// let Status::Failed(err) = report.get("stuck").unwrap().status() else { panic!() };
-/// assert!(err.get_ref().is::<closeout::Aborted>());
+/// assert!(err.get_ref().is::<closeout::owner::Aborted>());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Tracked OS threads and blocking jobs: the thread side of
-//! [`Owner::spawn_thread`](crate::Owner::spawn_thread) and
-//! [`Owner::spawn_blocking`](crate::Owner::spawn_blocking).
+//! [`Owner::spawn_thread`](crate::owner::Owner::spawn_thread) and
+//! [`Owner::spawn_blocking`](crate::owner::Owner::spawn_blocking).
 //!
 //! Rust cannot stop a thread from outside, so a thread is asked to stop (its [`StopFlag`]) and
 //! given its grace period to do so. One that does not is reported and detached: it is a plain
@@ -25,7 +25,7 @@ use crate::runner::panic_message;
 /// [`wait_timeout`](StopFlag::wait_timeout) so that stopping wakes it at once.
 ///
 /// ```
-/// use closeout::StopFlag;
+/// use closeout::owner::StopFlag;
 /// use std::time::Duration;
 /// let stop = StopFlag::new();
 /// assert!(!stop.wait_timeout(Duration::from_millis(1)));
@@ -122,7 +122,7 @@ pub enum JoinError {
 /// tracks the thread.
 ///
 /// ```
-/// use closeout::Owner;
+/// use closeout::owner::Owner;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let scope = closeout::Scope::new();

@@ -1,5 +1,5 @@
-//! Timers tied to an owner: [`Owner::set_timeout`](crate::Owner::set_timeout) and
-//! [`Owner::set_interval`](crate::Owner::set_interval).
+//! Timers tied to an owner: [`Owner::set_timeout`](crate::owner::Owner::set_timeout) and
+//! [`Owner::set_interval`](crate::owner::Owner::set_interval).
 //!
 //! A timer is a small tokio task plus one entry in its owner, whose cleanup aborts the task:
 //! releasing the owner clears every timer it holds. A timeout that fired removes its own entry,
@@ -20,7 +20,7 @@ use crate::runner::panic_message;
 /// not clear the timer; its owner still will.
 ///
 /// ```
-/// use closeout::Owner;
+/// use closeout::owner::Owner;
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
