@@ -26,7 +26,7 @@ fn signal_to_first_cleanup(c: &mut Criterion) {
                 let (tx, rx) = std::sync::mpsc::channel();
                 registry.register(Resource::new("first", move || tx.send(Instant::now()))).unwrap();
                 let guard = Hooks::new(registry)
-                    .signals(&[signal_hook::consts::SIGUSR1])
+                    .signals(&[closeout::hooks::Signal::USR1])
                     .panic(closeout::hooks::PanicPolicy::Off)
                     .exit_on_signal(false)
                     .on_report(|_, _| ())

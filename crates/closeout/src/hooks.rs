@@ -97,19 +97,34 @@ pub const SLACK: Duration = Duration::from_millis(200);
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The signals handled unless [`Hooks::signals`] says otherwise.
-pub const DEFAULT_SIGNALS: [i32; 4] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT];
+pub const DEFAULT_SIGNALS: [Signal; 4] = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
 
-/// A signal number, displayed by name.
+/// A signal, displayed by name; the usual ones are constants, so no other crate is needed to
+/// name them.
 ///
 /// ```
-/// let s = closeout::hooks::Signal::from(signal_hook::consts::SIGTERM);
-/// assert_eq!(s.to_string(), "SIGTERM");
-/// assert_eq!(s.number(), 15);
+/// use closeout::hooks::Signal;
+/// assert_eq!(Signal::TERM.to_string(), "SIGTERM");
+/// assert_eq!(Signal::TERM.number(), 15);
+/// assert_eq!(Signal::from(15), Signal::TERM);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Signal(i32);
 
 impl Signal {
+    /// SIGINT: Ctrl-C.
+    pub const INT: Signal = Signal(SIGINT);
+    /// SIGTERM: the polite stop of service managers and `kill`.
+    pub const TERM: Signal = Signal(SIGTERM);
+    /// SIGHUP: the terminal went away.
+    pub const HUP: Signal = Signal(SIGHUP);
+    /// SIGQUIT: Ctrl-Backslash.
+    pub const QUIT: Signal = Signal(SIGQUIT);
+    /// SIGUSR1: for the program's own use.
+    pub const USR1: Signal = Signal(signal_hook::consts::SIGUSR1);
+    /// SIGUSR2: for the program's own use.
+    pub const USR2: Signal = Signal(signal_hook::consts::SIGUSR2);
+
     /// The signal's number.
     pub fn number(self) -> i32 {
         self.0
@@ -215,13 +230,13 @@ type ReportFn = Box<dyn Fn(&Report, Trigger) + Send + Sync>;
 /// Configures the process hooks; [`install`](Hooks::install) sets them up.
 ///
 /// ```
-/// use closeout::{Registry, hooks::{Hooks, PanicPolicy}};
+/// use closeout::{Registry, hooks::{Hooks, PanicPolicy, Signal}};
 /// use std::time::Duration;
 ///
 /// let registry = Registry::new();
 /// let guard = Hooks::new(registry.clone())
 ///     .deadline(Duration::from_secs(5))
-///     .signals(&[signal_hook::consts::SIGTERM])
+///     .signals(&[Signal::TERM])
 ///     .panic(PanicPolicy::Off)
 ///     .on_report(|report, trigger| eprintln!("teardown on {trigger}:\n{report}"))
 ///     .install()?;
@@ -305,7 +320,7 @@ impl Hooks {
         Hooks {
             target: target.into(),
             deadline: DEFAULT_DEADLINE,
-            signals: DEFAULT_SIGNALS.to_vec(),
+            signals: DEFAULT_SIGNALS.iter().map(|s| s.0).collect(),
             panic: PanicPolicy::MainThread,
             exit: true,
             on_report: None,
@@ -320,8 +335,8 @@ impl Hooks {
     }
 
     /// Which signals start the teardown.
-    pub fn signals(mut self, signals: &[i32]) -> Hooks {
-        self.signals = signals.to_vec();
+    pub fn signals(mut self, signals: &[Signal]) -> Hooks {
+        self.signals = signals.iter().map(|s| s.0).collect();
         self
     }
 
