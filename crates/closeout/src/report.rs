@@ -299,7 +299,7 @@ impl Totals {
         }
     }
 
-    fn add(&mut self, status: &Status) {
+    pub(crate) fn add(&mut self, status: &Status) {
         self.total += 1;
         *self.counter(status.kind()) += 1;
     }

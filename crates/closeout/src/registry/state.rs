@@ -88,8 +88,8 @@ pub(crate) struct Counters {
     pub(crate) by_category: Vec<usize>,
     pub(crate) by_priority: [usize; 4],
     pub(crate) total_registered: u64,
-    pub(crate) cleaned: u64,
-    pub(crate) failed: u64,
+    /// Every cleanup run over the registry's life, by how it ended.
+    pub(crate) ran: crate::report::Totals,
 }
 
 pub(crate) struct State {
@@ -137,8 +137,7 @@ impl State {
                 by_category: vec![0; categories.len()],
                 by_priority: [0; 4],
                 total_registered: 0,
-                cleaned: 0,
-                failed: 0,
+                ran: crate::report::Totals::default(),
             },
             categories,
             len: 0,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::category::{Category, Priority};
 use crate::registry::state::{Slot, State};
+use crate::report::Totals;
 
 /// Live counts by category and priority, and lifetime totals.
 ///
@@ -14,7 +15,8 @@ use crate::registry::state::{Slot, State};
 /// registry.register(Resource::new("b", || Err::<(), _>(std::io::Error::other("x"))))?;
 /// registry.cleanup_all_blocking();
 /// let stats = registry.stats();
-/// assert_eq!((stats.registered, stats.total_registered, stats.cleaned, stats.failed), (0, 2, 1, 1));
+/// assert_eq!((stats.registered, stats.total_registered), (0, 2));
+/// assert_eq!((stats.ran.ok, stats.ran.failed), (1, 1)); // the same words as a report's totals
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,10 +31,9 @@ pub struct Stats {
     pub priorities: [usize; 4],
     /// Ever registered.
     pub total_registered: u64,
-    /// Cleanups that succeeded.
-    pub cleaned: u64,
-    /// Cleanups that failed, panicked or timed out.
-    pub failed: u64,
+    /// Every cleanup run over the registry's life, by how it ended: the same [`Totals`] (and
+    /// the same words) as a report's, summed over every teardown.
+    pub ran: Totals,
 }
 
 impl Stats {
@@ -49,8 +50,7 @@ impl Stats {
             categories,
             priorities: st.counters.by_priority,
             total_registered: st.counters.total_registered,
-            cleaned: st.counters.cleaned,
-            failed: st.counters.failed,
+            ran: st.counters.ran.clone(),
         }
     }
 

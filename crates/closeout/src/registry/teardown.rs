@@ -304,7 +304,7 @@ impl Run {
                 let freed = self
                     .deferred
                     .take()
-                    .map(|(m, end)| (m, end, free_slot(&mut st, self.sched.node(m).sid, true)));
+                    .map(|(m, end)| (m, end, free_slot(&mut st, self.sched.node(m).sid, &Status::Ok)));
                 if !st.inbox.is_empty()
                     && absorb(&mut self.sched, &mut self.node_start, &mut self.intake, &mut st)
                 {
@@ -388,7 +388,7 @@ impl Run {
         let freed = {
             let mut st = self.inner.lock();
             self.inbox_dirty = !st.inbox.is_empty();
-            free_slot(&mut st, self.sched.node(n).sid, status.is_ok())
+            free_slot(&mut st, self.sched.node(n).sid, &status)
         };
         self.record(n, status, freed, end);
         self.sched.complete(n);
@@ -406,7 +406,7 @@ impl Run {
     /// Frees and records a deferred success with a lock of its own.
     fn flush_deferred(&mut self) {
         if let Some((n, end)) = self.deferred.take() {
-            let freed = free_slot(&mut self.inner.lock(), self.sched.node(n).sid, true);
+            let freed = free_slot(&mut self.inner.lock(), self.sched.node(n).sid, &Status::Ok);
             self.record(n, Status::Ok, freed, end);
         }
     }
@@ -552,13 +552,9 @@ fn absorb(sched: &mut Schedule, node_start: &mut Vec<Duration>, intake: &mut Int
 }
 
 /// Frees a finished node's slot and counts the outcome; returns its id and category.
-fn free_slot(st: &mut State, sid: SlotId, ok: bool) -> (String, Category) {
+fn free_slot(st: &mut State, sid: SlotId, status: &Status) -> (String, Category) {
     let slot = st.free(sid.0);
-    if ok {
-        st.counters.cleaned += 1;
-    } else {
-        st.counters.failed += 1;
-    }
+    st.counters.ran.add(status);
     (slot.id, st.categories[slot.category as usize].clone())
 }
 
