@@ -1,16 +1,4 @@
 //! [`AtomicFile`]: a file replaced all at once or not at all.
-//!
-//! The new content goes to a temp file in the target's own directory (so the rename cannot
-//! cross filesystems), created exclusively with the target's permissions. `commit` fsyncs it,
-//! renames it over the target and fsyncs the directory, so after a crash the target holds the
-//! old content or the new, never a mix. Dropped or failed before the rename, the temp file is
-//! removed. A writer killed outright (SIGKILL, power loss) leaves its temp file (or backup)
-//! behind: its name carries the writer's pid and start time (see `names`), and [`recover`]
-//! removes exactly those whose writer is gone.
-//!
-//! Permissions never widen: the new file gets the permissions of the file it replaces (of the
-//! file a symlink points to, not the link's own 0777), or the default 0666 less the umask.
-//! Names up to 255 bytes work: temp and backup names are shortened to fit.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -26,6 +14,18 @@ use crate::names::{self, Kind};
 
 /// A file being written, replaced atomically on [`commit`](AtomicFile::commit); see the
 /// module docs.
+///
+/// The new content goes to a temp file in the target's own directory (so the rename cannot
+/// cross filesystems), created exclusively with the target's permissions. `commit` fsyncs it,
+/// renames it over the target and fsyncs the directory, so after a crash the target holds the
+/// old content or the new, never a mix. Dropped or failed before the rename, the temp file is
+/// removed. A writer killed outright (SIGKILL, power loss) leaves its temp file (or backup)
+/// behind: its name carries the writer's pid and start time (see `names`), and [`recover`]
+/// removes exactly those whose writer is gone.
+///
+/// Permissions never widen: the new file gets the permissions of the file it replaces (of the
+/// file a symlink points to, not the link's own 0777), or the default 0666 less the umask.
+/// Names up to 255 bytes work: temp and backup names are shortened to fit.
 ///
 /// ```
 /// use closeout_fs::AtomicFile;

@@ -1,11 +1,4 @@
 //! [`Dir`]: a directory every helper works in, optionally confined so no path escapes it.
-//!
-//! Every helper of this crate works on a directory descriptor and a path relative to it
-//! (`openat`, `renameat`, …), never on a path string re-resolved later: what was checked is
-//! what is used. A confined `Dir` resolves with Linux's `openat2(RESOLVE_BENEATH |
-//! RESOLVE_NO_MAGICLINKS)`, so the kernel itself rejects `..` that climbs out, absolute paths
-//! and symlinks (or chains of them) that lead outside; the check is lexical first, for a clear
-//! error.
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -15,7 +8,14 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::error::FsError;
 
-/// A directory that the helpers work in; see the module docs.
+/// A directory that the helpers work in.
+///
+/// Every helper of this crate works on a directory descriptor and a path relative to it
+/// (`openat`, `renameat`, …), never on a path string re-resolved later: what was checked is
+/// what is used. A confined `Dir` resolves with Linux's `openat2(RESOLVE_BENEATH |
+/// RESOLVE_NO_MAGICLINKS)`, so the kernel itself rejects `..` that climbs out, absolute paths
+/// and symlinks (or chains of them) that lead outside; the check is lexical first, for a clear
+/// error.
 ///
 /// ```
 /// use closeout_fs::Dir;

@@ -1,10 +1,4 @@
 //! [`FileLock`]: advisory locks with a timeout, owned by a guard, recording their owner's pid.
-//!
-//! Built on `flock`: the kernel releases a lock when its owner dies, however it dies, so a lock
-//! file whose owner was SIGKILLed is free again at once — no stale-pid heuristics. The file
-//! records the pid of its exclusive owner; the next owner sees that pid and whether it is still
-//! alive ([`FileLock::recovered_from`]). Lock files are never deleted: deleting one races with
-//! a process that opened it but has not locked it yet.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -16,7 +10,13 @@ use rustix::fs::{FlockOperation, Mode, OFlags};
 use crate::dir::Dir;
 use crate::error::FsError;
 
-/// A held lock; dropping it unlocks. See the module docs.
+/// A held lock; dropping it unlocks.
+///
+/// Built on `flock`: the kernel releases a lock when its owner dies, however it dies, so a lock
+/// file whose owner was SIGKILLed is free again at once — no stale-pid heuristics. The file
+/// records the pid of its exclusive owner; the next owner sees that pid and whether it is still
+/// alive ([`FileLock::recovered_from`]). Lock files are never deleted: deleting one races with
+/// a process that opened it but has not locked it yet.
 ///
 /// ```
 /// use closeout_fs::FileLock;

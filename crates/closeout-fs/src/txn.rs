@@ -1,23 +1,5 @@
 //! [`Transaction`]: a batch of writes, copies, moves and deletes, applied all or nothing, even
 //! across a crash.
-//!
-//! Every effect is written to an intent record, and the record made durable (`fdatasync`),
-//! *before* the effect happens: a replaced or deleted file is first renamed aside (not copied,
-//! not removed), a new file is noted for removal, a move is noted for moving back. The record is
-//! the undo log:
-//!
-//! - on the first failure it is replayed backwards — including the failing step's partial
-//!   effects — and the error names the step;
-//! - on success a commit mark is written, the set-aside originals (files or whole directories)
-//!   are removed, and the record goes;
-//! - after a crash (SIGKILL, power loss), [`Transaction::recover`] finds the records of dead
-//!   owners and finishes their work: a committed one's set-aside files are removed, any other is
-//!   rolled back. Each undo is written down as done once it is, and every undo is harmless to
-//!   repeat, so a crash during recovery (or during an in-process rollback) is recovered too.
-//!
-//! Renames stay within one directory, so nothing crosses filesystems. A replaced file keeps its
-//! permissions; a new one gets 0666 less the umask. Names up to 255 bytes work: set-aside names
-//! are shortened to fit (see `names`).
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -65,7 +47,25 @@ enum Record {
     Undone(usize),
 }
 
-/// A batch of file operations inside a [`Dir`], applied all or nothing; see the module docs.
+/// A batch of file operations inside a [`Dir`], applied all or nothing.
+///
+/// Every effect is written to an intent record, and the record made durable (`fdatasync`),
+/// *before* the effect happens: a replaced or deleted file is first renamed aside (not copied,
+/// not removed), a new file is noted for removal, a move is noted for moving back. The record is
+/// the undo log:
+///
+/// - on the first failure it is replayed backwards — including the failing step's partial
+/// effects — and the error names the step;
+/// - on success a commit mark is written, the set-aside originals (files or whole directories)
+/// are removed, and the record goes;
+/// - after a crash (SIGKILL, power loss), [`Transaction::recover`] finds the records of dead
+/// owners and finishes their work: a committed one's set-aside files are removed, any other is
+/// rolled back. Each undo is written down as done once it is, and every undo is harmless to
+/// repeat, so a crash during recovery (or during an in-process rollback) is recovered too.
+///
+/// Renames stay within one directory, so nothing crosses filesystems. A replaced file keeps its
+/// permissions; a new one gets 0666 less the umask. Names up to 255 bytes work: set-aside names
+/// are shortened to fit (see `names`).
 ///
 /// ```
 /// use closeout_fs::{Dir, Transaction};

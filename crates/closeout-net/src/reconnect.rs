@@ -1,11 +1,5 @@
 //! [`Reconnecting`]: a WebSocket client that reconnects with exponential back-off and says how
 //! it is doing.
-//!
-//! A task keeps one connection up: connect; when it ends, wait (100 ms, 200 ms, … up to the
-//! cap; reset after a successful connection) and connect again. Its [`Health`] is observable at
-//! any time. [`stop`](Reconnecting::stop) ends the loop and closes the current connection with
-//! a handshake; it is idempotent, and it is the cleanup when registered in a
-//! [`Registry`](closeout::Registry).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -89,7 +83,13 @@ pub enum Health {
     Stopped,
 }
 
-/// A client that keeps a WebSocket connection up; see the module docs.
+/// A client that keeps a WebSocket connection up.
+///
+/// A task keeps one connection up: connect; when it ends, wait (100 ms, 200 ms, … up to the
+/// cap; reset after a successful connection) and connect again. Its [`Health`] is observable at
+/// any time. [`stop`](Reconnecting::stop) ends the loop and closes the current connection with
+/// a handshake; it is idempotent, and it is the cleanup when registered in a
+/// [`Registry`](closeout::Registry).
 ///
 /// ```
 /// use closeout_net::{Backoff, Health, Reconnecting, WsOptions};

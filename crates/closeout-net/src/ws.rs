@@ -1,9 +1,4 @@
 //! [`WsConn`]: a WebSocket connection that closes properly and notices a dead peer.
-//!
-//! A driver task owns the socket. It sends a ping every `heartbeat`; a peer silent (no frame of
-//! any kind, pongs included) for `timeout` is closed as dead. [`close`](WsConn::close) runs the
-//! close handshake — send Close, wait up to `close_timeout` for the peer's Close — and is
-//! idempotent: every caller gets the same [`CloseReason`]. Dropping every handle closes too.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -132,7 +127,12 @@ enum Cmd {
     Close,
 }
 
-/// A WebSocket connection driven by its own task; see the module docs. Cheap to clone.
+/// A WebSocket connection driven by its own task. Cheap to clone.
+///
+/// A driver task owns the socket. It sends a ping every `heartbeat`; a peer silent (no frame of
+/// any kind, pongs included) for `timeout` is closed as dead. [`close`](WsConn::close) runs the
+/// close handshake — send Close, wait up to `close_timeout` for the peer's Close — and is
+/// idempotent: every caller gets the same [`CloseReason`]. Dropping every handle closes too.
 ///
 /// ```
 /// use closeout_net::{WsConn, WsOptions};

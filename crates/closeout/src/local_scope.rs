@@ -1,10 +1,4 @@
 //! [`LocalScope`]: a [`Scope`](crate::Scope) for one thread, whose actions need not be `Send`.
-//!
-//! Cleanups that hold `Rc`, `Cell` or `RefCell` state cannot go into a `Scope`, which can be
-//! shared and released from any thread. A `LocalScope` is `!Send` and `!Sync`, so its actions
-//! need not be either, and it costs what a vector of boxed closures costs: no lock, no atomic.
-//! Sync actions only: an async cleanup that is not `Send` belongs to a `LocalSet`'s own
-//! shutdown.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -16,7 +10,13 @@ use crate::error::Rejected;
 use crate::outcomes::Outcomes;
 use crate::report::Report;
 
-/// A last-in-first-out stack of cleanup actions owned by one thread; see the module docs.
+/// A last-in-first-out stack of cleanup actions owned by one thread.
+///
+/// Cleanups that hold `Rc`, `Cell` or `RefCell` state cannot go into a `Scope`, which can be
+/// shared and released from any thread. A `LocalScope` is `!Send` and `!Sync`, so its actions
+/// need not be either, and it costs what a vector of boxed closures costs: no lock, no atomic.
+/// Sync actions only: an async cleanup that is not `Send` belongs to a `LocalSet`'s own
+/// shutdown.
 ///
 /// It behaves as a [`Scope`](crate::Scope) does: every action runs even when others fail or
 /// panic, all errors are kept in the [`Report`], releasing twice is a no-op, and an action

@@ -1,35 +1,4 @@
 //! [`LeakCheck`]: a test fails when it leaves something behind.
-//!
-//! A snapshot at the start of a test, a check at its end: tracked objects, threads, open file
-//! descriptors, child processes and alive tokio tasks that exist at the end but did not at the
-//! start are leaks. Async teardown needs a moment, so the check retries with a short back-off
-//! (up to [`LeakCheck::timeout`], 1 s by default) before it fails.
-//!
-//! # Parallel tests
-//!
-//! Threads, descriptors and child processes belong to the whole process, so another test
-//! running at the same time in the same process looks like a leak of this one. Run guarded
-//! tests one per process — `cargo nextest` does that for every test — or with
-//! `--test-threads=1` under `cargo test`, or narrow the guard with
-//! [`tracked_only`](LeakCheck::tracked_only) and a separate [`Tracker`] per test.
-//!
-//! # Patterns
-//!
-//! Per test:
-//!
-//! ```
-//! use closeout::leak::{LeakCheck, Tracked};
-//! // `tracked_only` because doctests share a process; a real test checks the OS too.
-//! let guard = LeakCheck::new().tracked_only();
-//! let conn = Tracked::new(vec![1, 2, 3]);
-//! drop(conn); // forget this (`std::mem::forget(conn)`) and the guard fails the test
-//! guard.assert();
-//! ```
-//!
-//! For a whole test binary, put the guard in a helper every test calls, e.g.
-//! `fn guarded(f: impl FnOnce()) { let g = LeakCheck::new(); f(); g.assert() }`; a guard that is
-//! dropped without [`assert`](LeakCheck::assert) checks in its `Drop` (unless the test is
-//! already panicking).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -39,7 +8,38 @@ use crate::leak::os::{OsSnapshot, snapshot};
 use crate::leak::report::LeakReport;
 use crate::leak::tracker::Tracker;
 
-/// The test guard; see the module docs.
+/// The test guard.
+///
+/// A snapshot at the start of a test, a check at its end: tracked objects, threads, open file
+/// descriptors, child processes and alive tokio tasks that exist at the end but did not at the
+/// start are leaks. Async teardown needs a moment, so the check retries with a short back-off
+/// (up to [`LeakCheck::timeout`], 1 s by default) before it fails.
+///
+/// # Parallel tests
+///
+/// Threads, descriptors and child processes belong to the whole process, so another test
+/// running at the same time in the same process looks like a leak of this one. Run guarded
+/// tests one per process — `cargo nextest` does that for every test — or with
+/// `--test-threads=1` under `cargo test`, or narrow the guard with
+/// [`tracked_only`](LeakCheck::tracked_only) and a separate [`Tracker`] per test.
+///
+/// # Patterns
+///
+/// Per test:
+///
+/// ```
+/// use closeout::leak::{LeakCheck, Tracked};
+/// // `tracked_only` because doctests share a process; a real test checks the OS too.
+/// let guard = LeakCheck::new().tracked_only();
+/// let conn = Tracked::new(vec![1, 2, 3]);
+/// drop(conn); // forget this (`std::mem::forget(conn)`) and the guard fails the test
+/// guard.assert();
+/// ```
+///
+/// For a whole test binary, put the guard in a helper every test calls, e.g.
+/// `fn guarded(f: impl FnOnce()) { let g = LeakCheck::new(); f(); g.assert() }`; a guard that is
+/// dropped without [`assert`](LeakCheck::assert) checks in its `Drop` (unless the test is
+/// already panicking).
 #[must_use = "a guard checks when it is dropped or asserted"]
 pub struct LeakCheck {
     tracker: Tracker,

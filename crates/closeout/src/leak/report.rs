@@ -1,8 +1,4 @@
 //! [`LeakReport`]: live tracked objects grouped by kind and by where they were created.
-//!
-//! A thousand leaked connections from one call site are one finding, not a thousand: records
-//! with the same kind and the same creation backtrace form one group, with a count. Groups are
-//! listed oldest first, since the oldest live objects are the likeliest leaks.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,7 +6,11 @@ use std::time::Duration;
 use crate::leak::mode::Mode;
 use crate::leak::tracker::{LeakRecord, Tracker};
 
-/// Live tracked objects, grouped; see the module docs.
+/// Live tracked objects, grouped.
+///
+/// A thousand leaked connections from one call site are one finding, not a thousand: records
+/// with the same kind and the same creation backtrace form one group, with a count. Groups are
+/// listed oldest first, since the oldest live objects are the likeliest leaks.
 ///
 /// ```
 /// use closeout::leak::{Mode, Tracker};
