@@ -12,9 +12,8 @@ use crate::error::FsError;
 ///
 /// # Errors
 ///
-/// [`FsError`] if the directory cannot be created; [`closeout::Error::Released`] comes back as
-/// an I/O error of kind `Other` if the scope was already released (and the directory is
-/// removed at once).
+/// [`FsError`] if the directory cannot be created, or, as an I/O error of kind `Other`, if the
+/// scope was already released (the directory is then removed at once).
 ///
 /// ```
 /// let scope = closeout::Scope::new();

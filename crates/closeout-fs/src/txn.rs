@@ -55,13 +55,13 @@ enum Record {
 /// the undo log:
 ///
 /// - on the first failure it is replayed backwards — including the failing step's partial
-/// effects — and the error names the step;
+///   effects — and the error names the step;
 /// - on success a commit mark is written, the set-aside originals (files or whole directories)
-/// are removed, and the record goes;
+///   are removed, and the record goes;
 /// - after a crash (SIGKILL, power loss), [`Transaction::recover`] finds the records of dead
-/// owners and finishes their work: a committed one's set-aside files are removed, any other is
-/// rolled back. Each undo is written down as done once it is, and every undo is harmless to
-/// repeat, so a crash during recovery (or during an in-process rollback) is recovered too.
+///   owners and finishes their work: a committed one's set-aside files are removed, any other
+///   is rolled back. Each undo is written down as done once it is, and every undo is harmless
+///   to repeat, so a crash during recovery (or during an in-process rollback) is recovered too.
 ///
 /// Renames stay within one directory, so nothing crosses filesystems. A replaced file keeps its
 /// permissions; a new one gets 0666 less the umask. Names up to 255 bytes work: set-aside names

@@ -333,7 +333,8 @@ impl ProcessTree {
     ///
     /// # Errors
     ///
-    /// The scope was released; the stop is not deferred (stop the tree yourself).
+    /// [`Rejected`](closeout::Rejected) with a handle to the tree if the scope was released: the
+    /// stop is not deferred (stop the tree yourself).
     ///
     /// ```
     /// use closeout::Scope;
@@ -346,11 +347,11 @@ impl ProcessTree {
     /// assert!(!tree.is_running());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn defer_in(&self, scope: &Scope, name: &'static str) -> Result<(), closeout::Error> {
+    pub fn defer_in(&self, scope: &Scope, name: &'static str) -> Result<(), closeout::Rejected<ProcessTree>> {
         scope
             .defer_async_named(name, self.clone().stop_for_report())
             .map(drop)
-            .map_err(|_| closeout::Error::Released)
+            .map_err(|_| closeout::Rejected::new(self.clone()))
     }
 }
 

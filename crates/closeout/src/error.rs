@@ -1,11 +1,13 @@
-//! Typed errors. An error from a hand-off gives the resource back: nothing is lost.
+//! The registry's errors, and the refusals that hand back what they refused: nothing is lost.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::resource::Resource;
 
-/// What went wrong with a registry call.
+/// What went wrong with a registry call or a scope's or registry's settings. Spawned work has
+/// its own error ([`owner::SpawnFailure`](crate::owner::SpawnFailure)), and so do the process
+/// hooks ([`hooks::HookError`](crate::hooks::HookError)) and leak modes.
 ///
 /// ```
 /// use closeout::{Error, Registry, Resource};
@@ -81,31 +83,6 @@ pub enum Error {
     /// An invalid setting, such as `max_concurrency(0)`.
     #[error("invalid setting: {0}")]
     InvalidConfig(&'static str),
-    /// The scope was already released.
-    #[error("scope is already released")]
-    Released,
-    /// Spawning a tokio task or timer needs a tokio runtime on this thread.
-    #[error("no tokio runtime on this thread; spawn from inside one")]
-    NoRuntime,
-    /// The OS refused something (a thread, a signal handler).
-    #[error("{what}: {message}")]
-    Os {
-        /// What was being set up.
-        what: &'static str,
-        /// The kind of the OS error.
-        kind: std::io::ErrorKind,
-        /// The OS error's text.
-        message: String,
-    },
-    /// Process hooks are installed already; uninstall the first set before installing another.
-    #[error("process hooks are already installed")]
-    HooksInstalled,
-}
-
-impl Error {
-    pub(crate) fn os(what: &'static str, source: std::io::Error) -> Error {
-        Error::Os { what, kind: source.kind(), message: source.to_string() }
-    }
 }
 
 /// A rejected registration: the error and the resource, handed back.
@@ -253,7 +230,14 @@ pub struct Rejected<F> {
 }
 
 impl<F> Rejected<F> {
-    pub(crate) fn new(action: F) -> Self {
+    /// Hands `action` back as refused by a released scope: for types that put their own
+    /// release into a scope and give themselves back when it is refused.
+    ///
+    /// ```
+    /// let back = closeout::Rejected::new(5).into_inner();
+    /// assert_eq!(back, 5);
+    /// ```
+    pub fn new(action: F) -> Self {
         Rejected { action: sync_wrapper::SyncWrapper::new(action) }
     }
 
@@ -276,55 +260,3 @@ impl<F> fmt::Display for Rejected<F> {
 }
 
 impl<F> std::error::Error for Rejected<F> {}
-
-/// Work offered to a [`Scope`](crate::Scope) or [`Registry`](crate::Registry) that could not be
-/// tracked: the reason, and the work itself, handed back unstarted.
-///
-/// ```
-/// use closeout::owner::Owner;
-/// let scope = closeout::Scope::new();
-/// let _ = scope.release();
-/// let err = scope.spawn_thread("late", |_stop| 7).unwrap_err();
-/// assert_eq!(err.error(), &closeout::Error::Released);
-/// let work = err.into_inner();
-/// assert_eq!(work(closeout::owner::StopFlag::new()), 7); // nothing was lost
-/// ```
-pub struct SpawnError<F> {
-    error: Error,
-    /// Only ever taken by value, so the error is `Sync` even for `!Sync` work.
-    work: sync_wrapper::SyncWrapper<F>,
-}
-
-impl<F> SpawnError<F> {
-    pub(crate) fn new(error: Error, work: F) -> Self {
-        SpawnError { error, work: sync_wrapper::SyncWrapper::new(work) }
-    }
-
-    /// Why it was refused.
-    pub fn error(&self) -> &Error {
-        &self.error
-    }
-
-    /// The work, unstarted.
-    pub fn into_inner(self) -> F {
-        self.work.into_inner()
-    }
-}
-
-impl<F> fmt::Debug for SpawnError<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpawnError").field("error", &self.error).finish_non_exhaustive()
-    }
-}
-
-impl<F> fmt::Display for SpawnError<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}; the work was handed back unstarted", self.error)
-    }
-}
-
-impl<F> std::error::Error for SpawnError<F> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}

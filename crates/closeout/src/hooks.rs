@@ -31,7 +31,7 @@
 //!
 //! # Failure behaviour
 //!
-//! - Only one set of hooks can be installed at a time ([`Error::HooksInstalled`]); put
+//! - Only one set of hooks can be installed at a time ([`HookError::AlreadyInstalled`]); put
 //!   everything in one registry, or register scopes and registries in it.
 //! - After [`uninstall`](HookGuard::uninstall) the signals get their default action back
 //!   (terminate). signal-hook cannot restore a handler installed without it before
@@ -87,7 +87,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tokio::sync::Notify;
 
-use crate::{Error, Registry, Report, Scope};
+use crate::{Registry, Report, Scope};
 
 /// How long past its deadline a teardown may take before the process exits anyway: enough to
 /// collect and print the report of a teardown that ended right at its deadline.
@@ -144,6 +144,39 @@ impl fmt::Display for Signal {
             None => write!(f, "signal {}", self.0),
         }
     }
+}
+
+/// Why hooks could not be installed.
+///
+/// ```
+/// use closeout::hooks::{HookError, Hooks};
+/// let err = Hooks::new(closeout::Registry::new()).signals(&[]).install().unwrap_err();
+/// assert!(matches!(err, HookError::NoSignals));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HookError {
+    /// Hooks are installed already; uninstall the first set before installing another.
+    #[error("process hooks are already installed")]
+    AlreadyInstalled,
+    /// A deadline of zero.
+    #[error("the hooks' deadline must not be zero")]
+    ZeroDeadline,
+    /// No signal to handle.
+    #[error("the hooks need at least one signal")]
+    NoSignals,
+    /// A signal no handler can catch (SIGKILL, SIGSTOP, SIGILL, SIGFPE, SIGSEGV).
+    #[error("{0} cannot be handled")]
+    Unhandleable(Signal),
+    /// The OS refused a handler or the dispatcher thread.
+    #[error("{what}")]
+    Os {
+        /// What was being set up.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What started the teardown.
@@ -241,7 +274,7 @@ type ReportFn = Box<dyn Fn(&Report, Trigger) + Send + Sync>;
 ///     .on_report(|report, trigger| eprintln!("teardown on {trigger}:\n{report}"))
 ///     .install()?;
 /// guard.uninstall(); // removes the hooks without tearing down
-/// # Ok::<(), closeout::Error>(())
+/// # Ok::<(), closeout::hooks::HookError>(())
 /// ```
 #[must_use = "nothing is installed until `install` is called"]
 pub struct Hooks {
@@ -369,24 +402,22 @@ impl Hooks {
     ///
     /// # Errors
     ///
-    /// [`Error::HooksInstalled`] if hooks are installed already; [`Error::InvalidConfig`] for
-    /// an empty signal list, a zero deadline, or a signal that cannot be handled (SIGKILL,
-    /// SIGSTOP, SIGSEGV…); [`Error::Os`] if the OS refused a handler or the dispatcher thread.
-    pub fn install(self) -> Result<HookGuard, Error> {
+    /// A [`HookError`]: hooks installed already, an empty signal list, a zero deadline, a
+    /// signal that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV…), or the OS refusing a handler
+    /// or the dispatcher thread (its `io::Error` as the source).
+    pub fn install(self) -> Result<HookGuard, HookError> {
         if self.deadline.is_zero() {
-            return Err(Error::InvalidConfig("the hooks' deadline must not be zero"));
+            return Err(HookError::ZeroDeadline);
         }
         if self.signals.is_empty() {
-            return Err(Error::InvalidConfig("the hooks need at least one signal"));
+            return Err(HookError::NoSignals);
         }
-        if self.signals.iter().any(|s| signal_hook::consts::FORBIDDEN.contains(s)) {
-            return Err(Error::InvalidConfig(
-                "SIGKILL, SIGSTOP, SIGILL, SIGFPE and SIGSEGV cannot be handled",
-            ));
+        if let Some(&sig) = self.signals.iter().find(|s| signal_hook::consts::FORBIDDEN.contains(s)) {
+            return Err(HookError::Unhandleable(Signal(sig)));
         }
         let mut installed = lock(&INSTALLED);
         if installed.is_some() {
-            return Err(Error::HooksInstalled);
+            return Err(HookError::AlreadyInstalled);
         }
         let dispatch = Arc::new(Dispatch {
             target: self.target,
@@ -398,14 +429,15 @@ impl Hooks {
             active: AtomicBool::new(true),
         });
         arm_defaults(&self.signals)?;
-        let signals = Signals::new(&self.signals).map_err(|e| Error::os("registering signal handlers", e))?;
+        let signals = Signals::new(&self.signals)
+            .map_err(|source| HookError::Os { what: "registering signal handlers", source })?;
         let handle = signals.handle();
         let thread = {
             let dispatch = Arc::clone(&dispatch);
             std::thread::Builder::new()
                 .name("closeout-signals".into())
                 .spawn(move || dispatch_signals(signals, &dispatch))
-                .map_err(|e| Error::os("starting the signal thread", e))?
+                .map_err(|source| HookError::Os { what: "starting the signal thread", source })?
         };
         let policy = self.panic;
         let panic = (policy != PanicPolicy::Off).then(|| install_panic_hook(&dispatch, policy));
@@ -428,9 +460,9 @@ impl Hooks {
 /// let guard = closeout::hooks::install(registry.clone())?;
 /// drop(guard); // the end of main: tears the registry down, then uninstalls
 /// assert!(registry.is_closed());
-/// # Ok::<(), closeout::Error>(())
+/// # Ok::<(), closeout::hooks::HookError>(())
 /// ```
-pub fn install(target: impl Into<Target>) -> Result<HookGuard, Error> {
+pub fn install(target: impl Into<Target>) -> Result<HookGuard, HookError> {
     Hooks::new(target).install()
 }
 
@@ -524,7 +556,7 @@ impl Drop for HookGuard {
 ///
 /// ```no_run
 /// # async fn serve() {}
-/// # #[tokio::main] async fn main() -> Result<(), closeout::Error> {
+/// # #[tokio::main] async fn main() -> Result<(), closeout::hooks::HookError> {
 /// let registry = closeout::Registry::new();
 /// let _hooks = closeout::hooks::Hooks::new(registry.clone()).exit_on_signal(false).install()?;
 /// tokio::select! {
@@ -569,14 +601,14 @@ fn default_flag() -> Arc<AtomicBool> {
 use crate::sync::lock_std as lock;
 
 /// Registers, once per signal, the default action that runs when [`ARMED`] is set.
-fn arm_defaults(signals: &[i32]) -> Result<(), Error> {
+fn arm_defaults(signals: &[i32]) -> Result<(), HookError> {
     let armed = ARMED.get_or_init(default_flag);
     armed.store(false, Ordering::SeqCst);
     let mut done = lock(&DEFAULTS);
     for &sig in signals {
         if !done.contains(&sig) {
             signal_hook::flag::register_conditional_default(sig, Arc::clone(armed))
-                .map_err(|e| Error::os("registering a signal handler", e))?;
+                .map_err(|source| HookError::Os { what: "registering a signal handler", source })?;
             done.push(sig);
         }
     }

@@ -43,7 +43,7 @@ mod tracked;
 mod tracker;
 
 pub use guard::{LeakCheck, Leaks};
-pub use mode::{ENV, Mode};
+pub use mode::{ENV, Mode, ParseModeError};
 pub use report::{LeakGroup, LeakReport, LeakedObject};
 pub(crate) use stale::{
     StaleResource, StaleSource, note_registration, registry_dropped, scope_dropped_with_async, watch,

@@ -20,7 +20,7 @@ use std::str::FromStr;
 /// assert_eq!("sampled:128".parse::<Mode>()?, Mode::Sampled(128));
 /// assert_eq!("backtrace".parse::<Mode>()?, Mode::Backtrace);
 /// assert!("sometimes".parse::<Mode>().is_err());
-/// # Ok::<(), closeout::Error>(())
+/// # Ok::<(), closeout::leak::ParseModeError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -76,12 +76,22 @@ impl Mode {
     }
 }
 
-impl FromStr for Mode {
-    type Err = crate::Error;
+/// A leak mode that is not one of `off`, `sampled:N` (N ≥ 1), `full` or `backtrace`; it holds
+/// what was given.
+///
+/// ```
+/// let err = "sometimes".parse::<closeout::leak::Mode>().unwrap_err();
+/// assert_eq!(err.0, "sometimes");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("leak mode `{0}` is not off, sampled:N (N ≥ 1), full or backtrace")]
+pub struct ParseModeError(pub String);
 
-    fn from_str(s: &str) -> Result<Mode, crate::Error> {
-        let bad =
-            || crate::Error::InvalidConfig("leak mode must be off, sampled:N (N ≥ 1), full or backtrace");
+impl FromStr for Mode {
+    type Err = ParseModeError;
+
+    fn from_str(s: &str) -> Result<Mode, ParseModeError> {
+        let bad = || ParseModeError(s.to_owned());
         match s.trim().to_ascii_lowercase().as_str() {
             "off" | "0" => Ok(Mode::Off),
             "full" | "on" => Ok(Mode::Full),

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::category::Category;
 use crate::cleanup::{BoxError, Cleanup, Outcome};
-use crate::error::{Error, SpawnError};
+use crate::owner::error::{SpawnError, SpawnFailure};
 use crate::owner::spawn::Spawn;
 
 mod sealed {
@@ -95,16 +95,18 @@ fn attach(
     spawn: &Spawn,
     category: Category,
     cleanup: Cleanup,
-) -> Result<OwnerRef, (Error, Cleanup)> {
+) -> Result<OwnerRef, (SpawnFailure, Cleanup)> {
     match core {
         Core::Scope(scope) => {
-            let handle = scope.attach(spawn.name.clone(), cleanup).map_err(|c| (Error::Released, c))?;
+            let handle =
+                scope.attach(spawn.name.clone(), cleanup).map_err(|c| (SpawnFailure::Released, c))?;
             let (shared, idx, generation) = handle.into_weak();
             Ok(OwnerRef::Scope { shared, idx, generation })
         }
         Core::Registry(registry) => {
-            let (id, inner) =
-                registry.attach(&spawn.name, spawn.numbered, &spawn.depends_on, category, cleanup)?;
+            let (id, inner) = registry
+                .attach(&spawn.name, spawn.numbered, &spawn.depends_on, category, cleanup)
+                .map_err(|(e, c)| (SpawnFailure::Refused(e), c))?;
             Ok(OwnerRef::Registry { inner, id })
         }
     }

@@ -30,6 +30,7 @@
 //! - `task`, `thread`, `timer`: what differs per kind.
 
 mod cell;
+mod error;
 mod spawn;
 mod task;
 mod thread;
@@ -44,7 +45,7 @@ use crate::category::Category;
 use crate::{Registry, Scope};
 use cell::Core;
 
-pub use crate::error::SpawnError;
+pub use error::{SpawnError, SpawnFailure};
 pub use spawn::{DEFAULT_GRACE, Spawn};
 pub use task::Aborted;
 pub use thread::{Abandoned, JoinError, StopFlag, ThreadHandle};
@@ -98,8 +99,8 @@ pub trait Owner: cell::Sealed {
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] with `f`, uncalled: [`Error::NoRuntime`](crate::Error::NoRuntime) outside a tokio runtime,
-    /// [`Error::Released`](crate::Error::Released) for a released scope, or the registry's refusal (shut down, full).
+    /// [`SpawnError`] with `f`, uncalled: [`SpawnFailure::NoRuntime`] outside a tokio runtime,
+    /// [`SpawnFailure::Released`] for a released scope, or [`SpawnFailure::Refused`] (the registry is shut down, full, or has the id).
     ///
     /// ```
     /// use closeout::owner::Owner;
@@ -132,8 +133,8 @@ pub trait Owner: cell::Sealed {
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] with `f`, uncalled: [`Error::Released`](crate::Error::Released), the registry's refusal, or
-    /// [`Error::Os`](crate::Error::Os) if the OS refused a thread.
+    /// [`SpawnError`] with `f`, uncalled: [`SpawnFailure::Released`], the registry's refusal, or
+    /// [`SpawnFailure::Os`] if the OS refused a thread.
     ///
     /// ```
     /// use closeout::owner::Owner;
@@ -182,7 +183,7 @@ pub trait Owner: cell::Sealed {
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] with `f`: [`Error::NoRuntime`](crate::Error::NoRuntime), [`Error::Released`](crate::Error::Released) or the registry's
+    /// [`SpawnError`] with `f`: [`SpawnFailure::NoRuntime`], [`SpawnFailure::Released`] or the registry's
     /// refusal.
     ///
     /// ```
@@ -208,7 +209,7 @@ pub trait Owner: cell::Sealed {
     ///
     /// # Errors
     ///
-    /// As [`set_timeout`](Owner::set_timeout), plus [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero period.
+    /// As [`set_timeout`](Owner::set_timeout), plus [`SpawnFailure::ZeroPeriod`].
     ///
     /// ```
     /// use closeout::owner::Owner;

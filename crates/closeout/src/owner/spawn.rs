@@ -36,18 +36,19 @@ pub struct Spawn {
 impl Spawn {
     /// Work called `name`, with [`DEFAULT_GRACE`]. In a [`Registry`](crate::Registry) it is registered under
     /// exactly this id, so `report.get(name)` finds it; a second piece of work with the same id
-    /// is refused with [`Error::DuplicateId`](crate::Error::DuplicateId), as a resource would be. For many pieces of work
+    /// is refused with [`Error::DuplicateId`](crate::Error::DuplicateId) (in [`SpawnFailure::Refused`](crate::owner::SpawnFailure::Refused)), as a resource would be. For many pieces of work
     /// under one name, use [`Spawn::numbered`].
     ///
     /// ```
     /// use closeout::{Error, Registry};
-    /// use closeout::owner::{Owner, Spawn};
+    /// use closeout::owner::{Owner, Spawn, SpawnFailure};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let registry = Registry::new();
     /// registry.spawn(Spawn::new("backend"), |t| async move { t.cancelled().await })?;
     /// let again = registry.spawn(Spawn::new("backend"), |t| async move { t.cancelled().await });
-    /// assert!(matches!(again.unwrap_err().error(), Error::DuplicateId(id) if id == "backend"));
+    /// let refused = again.unwrap_err();
+    /// assert!(matches!(refused.error(), SpawnFailure::Refused(Error::DuplicateId(id)) if id == "backend"));
     /// let report = registry.shutdown().await;
     /// assert!(report.get("backend").unwrap().status().is_ok());
     /// # Ok(()) }

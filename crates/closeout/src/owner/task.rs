@@ -12,8 +12,8 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::category::Category;
-use crate::error::{Error, SpawnError};
 use crate::owner::cell::{self, Core, Ended, Stop};
+use crate::owner::error::{SpawnError, SpawnFailure};
 use crate::owner::spawn::Spawn;
 use crate::runner::panic_text;
 
@@ -51,7 +51,7 @@ where
     Fut::Output: Send + 'static,
 {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return Err(SpawnError::new(Error::NoRuntime, f));
+        return Err(SpawnError::new(SpawnFailure::NoRuntime, f));
     };
     let grace = spawn.grace;
     let give_up = move |abort: Option<tokio::task::AbortHandle>| -> crate::cleanup::BoxError {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::category::Category;
-use crate::error::{Error, SpawnError};
 use crate::owner::cell::{self, Core, Ended, Stop};
+use crate::owner::error::{SpawnError, SpawnFailure};
 use crate::owner::spawn::Spawn;
 use crate::runner::panic_message;
 
@@ -208,7 +208,7 @@ where
         tracked.not_started();
         let f = crate::sync::lock_std(&slot).take();
         return match f {
-            Some(f) => Err(SpawnError::new(Error::os("spawning a thread", e), f)),
+            Some(f) => Err(SpawnError::new(SpawnFailure::Os { what: "spawning a thread", source: e }, f)),
             None => unreachable!("the thread was never started, so it cannot have taken the work"),
         };
     }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use crate::category::Category;
-use crate::error::{Error, SpawnError};
 use crate::owner::cell::{self, Core, Ended, Stop, WorkCell};
+use crate::owner::error::{SpawnError, SpawnFailure};
 use crate::owner::spawn::Spawn;
 use crate::runner::panic_message;
 
@@ -63,7 +63,7 @@ where
     F: FnMut() + Send + 'static,
 {
     if period.is_zero() {
-        return Err(SpawnError::new(Error::InvalidConfig("an interval's period must not be zero"), f));
+        return Err(SpawnError::new(SpawnFailure::ZeroPeriod, f));
     }
     start(core, "interval", f, move |mut f| async move {
         // tokio's clock (it may be paused in tests), saturating past what an `Instant` holds.
@@ -88,7 +88,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return Err(SpawnError::new(Error::NoRuntime, f));
+        return Err(SpawnError::new(SpawnFailure::NoRuntime, f));
     };
     // Cleared at once by a sync cleanup: a scope holding only timers releases without a runtime.
     let stop = Stop::<cell::GiveUp>::Now;
