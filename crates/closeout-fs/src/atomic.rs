@@ -107,6 +107,36 @@ impl AtomicFile {
         Ok(AtomicFile { dir: parent, dir_path, name, tmp, file: Some(File::from(fd)), backup: false })
     }
 
+    /// A registry resource (category `File`) that abandons this write at teardown: nothing is
+    /// committed and the temp file goes. For a write that may be cut short (commit it yourself,
+    /// or let the teardown clean it up); a file handed to a registry can no longer be committed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let file = closeout_fs::AtomicFile::create(dir.path().join("f"))?;
+    /// let registry = closeout::Registry::new();
+    /// registry.register(file.resource("half-written"))?;
+    /// assert!(registry.shutdown_blocking().is_success());
+    /// assert_eq!(std::fs::read_dir(dir.path())?.count(), 0); // no temp file left
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resource(self, id: impl Into<String>) -> closeout::Resource {
+        closeout::Resource::new(id, move || drop(self)).category(closeout::Category::File)
+    }
+
+    /// Abandons this write when `scope` is released (see [`resource`](AtomicFile::resource)).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`](closeout::Rejected) with the file, still open, if the scope was released.
+    pub fn defer_in(
+        self,
+        scope: &closeout::Scope,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Result<(), closeout::Rejected<AtomicFile>> {
+        scope.defer_release(name, self, drop).map(drop)
+    }
+
     /// Keeps the previous version until the [`Committed`] handle is dropped, so it can be
     /// [rolled back](Committed::rollback).
     pub fn with_backup(mut self) -> AtomicFile {
@@ -237,6 +267,38 @@ impl Committed {
 
     /// Keeps the new version and removes the backup.
     pub fn finish(self) {}
+
+    /// A registry resource (category `File`) that [finishes](Committed::finish) the commit at
+    /// teardown: the new version stays, the backup goes.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut file = closeout_fs::AtomicFile::create(dir.path().join("f"))?.with_backup();
+    /// file.write_all(b"new")?;
+    /// let registry = closeout::Registry::new();
+    /// registry.register(file.commit()?.resource("config"))?;
+    /// assert!(registry.shutdown_blocking().is_success());
+    /// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1); // no backup left
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resource(self, id: impl Into<String>) -> closeout::Resource {
+        closeout::Resource::new(id, move || self.finish()).category(closeout::Category::File)
+    }
+
+    /// Finishes the commit when `scope` is released.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`](closeout::Rejected) with the commit, backup still kept, if the scope was
+    /// released.
+    pub fn defer_in(
+        self,
+        scope: &closeout::Scope,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Result<(), closeout::Rejected<Committed>> {
+        scope.defer_release(name, self, Committed::finish).map(drop)
+    }
 }
 
 impl Drop for Committed {

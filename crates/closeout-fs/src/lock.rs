@@ -132,8 +132,39 @@ impl FileLock {
     }
 
     /// A registry resource (category `File`) that releases the lock at teardown.
-    pub fn into_resource(self, id: impl Into<String>) -> closeout::Resource {
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let registry = closeout::Registry::new();
+    /// let lock = closeout_fs::FileLock::exclusive(dir.path().join("l"), std::time::Duration::ZERO)?;
+    /// registry.register(lock.resource("db.lock"))?;
+    /// assert!(registry.shutdown_blocking().is_success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resource(self, id: impl Into<String>) -> closeout::Resource {
         closeout::Resource::new(id, move || drop(self)).category(closeout::Category::File)
+    }
+
+    /// Releases the lock when `scope` is released.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`](closeout::Rejected) with the lock, still held, if the scope was released.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let scope = closeout::Scope::new();
+    /// let lock = closeout_fs::FileLock::exclusive(dir.path().join("l"), std::time::Duration::ZERO)?;
+    /// lock.defer_in(&scope, "db.lock")?;
+    /// assert!(scope.close().is_success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer_in(
+        self,
+        scope: &closeout::Scope,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Result<(), closeout::Rejected<FileLock>> {
+        scope.defer_release(name, self, drop).map(drop)
     }
 }
 

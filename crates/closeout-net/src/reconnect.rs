@@ -161,8 +161,27 @@ impl Reconnecting {
     }
 
     /// A registry resource (category `Network`) whose cleanup is [`stop`](Reconnecting::stop).
-    pub fn resource(self: std::sync::Arc<Self>, id: impl Into<String>) -> Resource {
-        Resource::new_async(id, async move { self.stop().await }).category(Category::Network)
+    pub fn resource(self: &std::sync::Arc<Self>, id: impl Into<String>) -> Resource {
+        Resource::new_async(id, Reconnecting::release(std::sync::Arc::clone(self)))
+            .category(Category::Network)
+    }
+
+    /// Stops the client when `scope` is released.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`](closeout::Rejected) with the client, still running, if the scope was
+    /// released.
+    pub fn defer_in(
+        self: &std::sync::Arc<Self>,
+        scope: &closeout::Scope,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Result<(), closeout::Rejected<std::sync::Arc<Reconnecting>>> {
+        scope.defer_release_async(name, std::sync::Arc::clone(self), Reconnecting::release).map(drop)
+    }
+
+    async fn release(this: std::sync::Arc<Self>) {
+        this.stop().await;
     }
 }
 

@@ -314,17 +314,32 @@ impl ServerHandle {
     /// # Ok(()) }
     /// ```
     pub fn resource(&self, id: impl Into<String>) -> Resource {
-        let handle = self.clone();
+        Resource::new_async(id, self.clone().release()).category(Category::Network)
+    }
+
+    /// Shuts the server down when `scope` is released (see [`resource`](ServerHandle::resource)).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`](closeout::Rejected) with the handle, still serving, if the scope was
+    /// released.
+    pub fn defer_in(
+        &self,
+        scope: &closeout::Scope,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Result<(), closeout::Rejected<ServerHandle>> {
+        scope.defer_release_async(name, self.clone(), ServerHandle::release).map(drop)
+    }
+
+    /// The shutdown as a cleanup result: `Ok` when every connection drained.
+    async fn release(self) -> Result<(), Forced> {
         let grace = self.shared.grace;
-        Resource::new_async(id, async move {
-            let report = handle.shutdown().await;
-            if report.forced.is_empty() && report.panicked.is_empty() {
-                Ok(())
-            } else {
-                Err(Forced { grace, peers: report.forced, panicked: report.panicked })
-            }
-        })
-        .category(Category::Network)
+        let report = self.shutdown().await;
+        if report.forced.is_empty() && report.panicked.is_empty() {
+            Ok(())
+        } else {
+            Err(Forced { grace, peers: report.forced, panicked: report.panicked })
+        }
     }
 }
 

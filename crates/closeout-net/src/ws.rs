@@ -318,16 +318,31 @@ impl WsConn {
     /// A registry resource (category `Network`) whose cleanup closes the connection: `Ok` for
     /// a completed handshake, else [`NotClean`].
     pub fn resource(&self, id: impl Into<String>) -> Resource {
-        let conn = self.clone();
-        Resource::new_async(id, async move {
-            let reason = conn.close().await;
-            if reason.is_clean() {
-                Ok(())
-            } else {
-                Err(NotClean { peer: conn.peer.map_or_else(|| "?".into(), |p| p.to_string()), reason })
-            }
-        })
-        .category(Category::Network)
+        Resource::new_async(id, self.clone().release()).category(Category::Network)
+    }
+
+    /// Closes the connection when `scope` is released (see [`resource`](WsConn::resource)).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`](closeout::Rejected) with the connection, still open, if the scope was
+    /// released.
+    pub fn defer_in(
+        &self,
+        scope: &closeout::Scope,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Result<(), closeout::Rejected<WsConn>> {
+        scope.defer_release_async(name, self.clone(), WsConn::release).map(drop)
+    }
+
+    /// The close as a cleanup result: `Ok` for a completed handshake.
+    async fn release(self) -> Result<(), NotClean> {
+        let reason = self.close().await;
+        if reason.is_clean() {
+            Ok(())
+        } else {
+            Err(NotClean { peer: self.peer.map_or_else(|| "?".into(), |p| p.to_string()), reason })
+        }
     }
 }
 

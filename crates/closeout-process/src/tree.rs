@@ -347,11 +347,12 @@ impl ProcessTree {
     /// assert!(!tree.is_running());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn defer_in(&self, scope: &Scope, name: &'static str) -> Result<(), closeout::Rejected<ProcessTree>> {
-        scope
-            .defer_async_named(name, self.clone().stop_for_report())
-            .map(drop)
-            .map_err(|_| closeout::Rejected::new(self.clone()))
+    pub fn defer_in(
+        &self,
+        scope: &Scope,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Result<(), closeout::Rejected<ProcessTree>> {
+        scope.defer_release_async(name, self.clone(), ProcessTree::stop_for_report).map(drop)
     }
 }
 

@@ -697,6 +697,78 @@ impl Scope {
         Ok(Handle { shared: &self.shared, idx, generation })
     }
 
+    /// Defers the release of `value` under `name`: at release, `release(value)` runs (a sync
+    /// release). Refused for a released scope, it hands `value` itself back, unreleased: the
+    /// convention by which every managed type of closeout's sibling crates puts itself into a
+    /// scope (`defer_in`).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] with `value` if the scope was already released.
+    ///
+    /// ```
+    /// let scope = closeout::Scope::new();
+    /// let file = std::fs::File::open("Cargo.toml")?;
+    /// scope.defer_release("config file", file, drop)?;
+    /// let _ = scope.release();
+    /// let back = scope.defer_release("late", 7, |_| ()).unwrap_err().into_inner();
+    /// assert_eq!(back, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer_release<T, R>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        value: T,
+        release: fn(T) -> R,
+    ) -> Result<Handle<'_>, Rejected<T>>
+    where
+        T: Send + 'static,
+        R: IntoOutcome + 'static,
+    {
+        let mut st = self.shared.lock();
+        if st.released {
+            return Err(Rejected::new(value));
+        }
+        let (idx, generation) =
+            st.push(Action::Cleanup(Cleanup::from_fn(move || release(value))), name.into());
+        Ok(Handle { shared: &self.shared, idx, generation })
+    }
+
+    /// Like [`defer_release`](Scope::defer_release) with an async release: `release(value)` is
+    /// awaited at release.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] with `value` if the scope was already released.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let scope = closeout::Scope::new();
+    /// scope.defer_release_async("conn", 5u32, |n| async move { assert_eq!(n, 5) })?;
+    /// assert!(scope.close_async().await.is_success());
+    /// # Ok(()) }
+    /// ```
+    pub fn defer_release_async<T, Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        value: T,
+        release: fn(T) -> Fut,
+    ) -> Result<Handle<'_>, Rejected<T>>
+    where
+        T: Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoOutcome,
+    {
+        let mut st = self.shared.lock();
+        if st.released {
+            return Err(Rejected::new(value));
+        }
+        let fut = async move { release(value).await };
+        let (idx, generation) = st.push(Action::Cleanup(Cleanup::from_future(fut)), name.into());
+        Ok(Handle { shared: &self.shared, idx, generation })
+    }
+
     /// Like [`defer_async_named`](Scope::defer_async_named), with a timeout of its own: past it
     /// the future is dropped and reported as timed out. Zero drops it after one poll;
     /// `Duration::MAX` saturates.
