@@ -10,7 +10,7 @@ use closeout::{Registry, Scope};
 
 fn released_scope() -> Scope {
     let scope = Scope::new();
-    let _ = scope.release();
+    let _ = scope.close_shared();
     scope
 }
 

@@ -219,7 +219,7 @@ impl std::error::Error for BatchError {
 ///
 /// ```
 /// let scope = closeout::Scope::new();
-/// let _ = scope.release();
+/// let _ = scope.close_shared();
 /// let rejected = scope.defer(|| println!("late")).unwrap_err();
 /// let action = rejected.into_inner();
 /// action(); // run it yourself, or keep it

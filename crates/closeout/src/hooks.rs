@@ -243,7 +243,7 @@ impl Target {
     fn run(&self, deadline: Duration) -> Report {
         match &self.0 {
             TargetKind::Registry(r) => r.shutdown_within(deadline),
-            TargetKind::Scope(s) => s.release(),
+            TargetKind::Scope(s) => s.close_shared(),
         }
     }
 

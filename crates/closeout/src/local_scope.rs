@@ -155,23 +155,23 @@ impl LocalScope {
     }
 
     /// Whether the scope was released; further actions are rejected.
-    pub fn is_released(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.stack.borrow().released
     }
 
-    /// Runs every action now, last-in-first-out, and returns what happened. A second call
-    /// returns an empty report.
+    /// [`close`](LocalScope::close) through a shared reference: runs every action now,
+    /// last-in-first-out, and returns what happened. A second call returns an empty report.
     ///
     /// ```
     /// let scope = closeout::LocalScope::new();
     /// scope.defer(|| Err::<(), _>(std::io::Error::other("disk full")))?;
     /// scope.defer(|| -> () { panic!("boom") })?;
-    /// let report = scope.release();
+    /// let report = scope.close_shared();
     /// assert_eq!((report.totals().failed, report.totals().panicked), (1, 1));
-    /// assert!(scope.release().is_empty());
+    /// assert!(scope.close_shared().is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn release(&self) -> Report {
+    pub fn close_shared(&self) -> Report {
         let (actions, mut names) = {
             let mut st = self.stack.borrow_mut();
             if st.released {
@@ -205,7 +205,7 @@ impl LocalScope {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(self) -> Report {
-        self.release()
+        self.close_shared()
     }
 }
 
@@ -218,7 +218,7 @@ impl Default for LocalScope {
 impl Drop for LocalScope {
     fn drop(&mut self) {
         // Failures are logged as they happen (see `Outcomes::record`).
-        let _ = self.release();
+        let _ = self.close_shared();
     }
 }
 

@@ -88,7 +88,7 @@ const NIL: u32 = u32::MAX;
 ///
 /// # Timeouts and the deadline
 ///
-/// A blocking release (`release`, `close`, `Drop`) never waits forever: its async actions share
+/// A blocking release (`close`, `close_shared`, `Drop`) never waits forever: its async actions share
 /// a deadline, [`Scope::DEFAULT_DEADLINE`] (30 s) unless [`Scope::builder`] sets one. Past it,
 /// the action running is dropped and every async action left is reported as timed out.
 /// `close_async` has a deadline only when one is set. Per action: a timeout of its own
@@ -506,7 +506,7 @@ impl ScopeBuilder {
     /// The most a whole release may take for its async actions: past it, the one running is
     /// dropped and reported as timed out, and async actions not started yet are reported as
     /// timed out after one poll. Sync actions without a timeout still run (inline, they cannot
-    /// be interrupted). Blocking releases (`release`, `close`, `Drop`) default to
+    /// be interrupted). Blocking releases (`close`, `close_shared`, `Drop`) default to
     /// [`Scope::DEFAULT_DEADLINE`]; `close_async` has none unless set here.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.limits.deadline = Some(deadline);
@@ -540,7 +540,7 @@ impl ScopeBuilder {
 }
 
 impl Scope {
-    /// The deadline of a blocking release (`release`, `close`, `Drop`) of a scope built without
+    /// The deadline of a blocking release (`close`, `close_shared`, `Drop`) of a scope built without
     /// one: 30 s. A hung async action is dropped when it passes, and reported as timed out.
     pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -710,7 +710,7 @@ impl Scope {
     /// let scope = closeout::Scope::new();
     /// let file = std::fs::File::open("Cargo.toml")?;
     /// scope.defer_release("config file", file, drop)?;
-    /// let _ = scope.release();
+    /// let _ = scope.close_shared();
     /// let back = scope.defer_release("late", 7, |_| ()).unwrap_err().into_inner();
     /// assert_eq!(back, 7);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -874,28 +874,29 @@ impl Scope {
         self.len() == 0
     }
 
-    /// Whether the scope was released; further actions are rejected.
-    pub fn is_released(&self) -> bool {
+    /// Whether the scope was closed (released); further actions are rejected.
+    pub fn is_closed(&self) -> bool {
         self.shared.lock().released
     }
 
-    /// Runs every action now, last-in-first-out, blocking on async ones (see "Async actions"),
-    /// and returns what happened. A second call returns an empty report.
+    /// [`close`](Scope::close) through a shared reference (a scope behind an `Arc`, or inside
+    /// one of your own types): runs every action now, last-in-first-out, blocking on async ones
+    /// (see "Async actions"), and returns what happened. A second call returns an empty report.
     ///
     /// ```
     /// let scope = closeout::Scope::new();
     /// scope.defer(|| ())?;
-    /// assert_eq!(scope.release().len(), 1);
-    /// assert!(scope.release().is_empty()); // idempotent
+    /// assert_eq!(scope.close_shared().len(), 1);
+    /// assert!(scope.close_shared().is_empty()); // idempotent
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn release(&self) -> Report {
+    pub fn close_shared(&self) -> Report {
         let report = release_blocking(&self.shared);
         self.unlink();
         report
     }
 
-    /// Like [`release`](Scope::release), awaiting async actions instead of blocking.
+    /// Like [`close_shared`](Scope::close_shared), awaiting async actions instead of blocking.
     ///
     /// # Cancel safety
     ///
@@ -907,10 +908,10 @@ impl Scope {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let scope = closeout::Scope::new();
     /// scope.defer_async(async {})?;
-    /// assert_eq!(scope.release_async().await.len(), 1);
+    /// assert_eq!(scope.close_shared_async().await.len(), 1);
     /// # Ok(()) }
     /// ```
-    pub async fn release_async(&self) -> Report {
+    pub async fn close_shared_async(&self) -> Report {
         let mut out = Outcomes::new();
         let deadline =
             self.shared.limits.deadline.map(|d| crate::clock::saturating_deadline(Instant::now(), d));
@@ -928,7 +929,7 @@ impl Scope {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(self) -> Report {
-        self.release()
+        self.close_shared()
     }
 
     /// Releases and consumes the scope, awaiting async actions.
@@ -942,7 +943,7 @@ impl Scope {
     /// # }
     /// ```
     pub async fn close_async(self) -> Report {
-        self.release_async().await
+        self.close_shared_async().await
     }
 
     /// A released child no longer needs its parent's entry.
@@ -978,7 +979,7 @@ impl Drop for Scope {
             );
         }
         // Failures are logged as they happen (see `Outcomes::record`).
-        let _ = self.release();
+        let _ = self.close_shared();
     }
 }
 

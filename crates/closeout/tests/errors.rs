@@ -23,7 +23,7 @@ fn batch() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
 fn rejected() -> anyhow::Result<()> {
     let scope = Scope::new();
-    let _ = scope.release();
+    let _ = scope.close_shared();
     let not_sync = Cell::new(1); // Send, not Sync
     scope.defer(move || not_sync.set(2))?; // Rejected<F>
     Ok(())
@@ -31,7 +31,7 @@ fn rejected() -> anyhow::Result<()> {
 
 fn spawn_refused() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let scope = Scope::new();
-    let _ = scope.release();
+    let _ = scope.close_shared();
     let not_sync = Cell::new(1);
     scope.spawn_thread("late", move |_stop| not_sync.get())?; // SpawnError<F>
     Ok(())

@@ -301,7 +301,7 @@ proptest! {
                 }
                 ScopeOp::Release => {
                     let before = ran.lock().unwrap().len();
-                    let report = scope.release();
+                    let report = scope.close_shared();
                     let now: Vec<usize> = ran.lock().unwrap()[before..].to_vec();
                     let expected: Vec<usize> = if released {
                         Vec::new()

@@ -128,7 +128,7 @@ fn refused_work_is_handed_back_unstarted() {
     assert!(scope.is_empty());
 
     // Released scope, shut-down registry: the closure comes back uncalled.
-    let _ = scope.release();
+    let _ = scope.close_shared();
     let err = scope.spawn_blocking("late", || 5).unwrap_err();
     assert!(matches!(err.error(), SpawnFailure::Released));
     assert_eq!((err.into_inner())(), 5);

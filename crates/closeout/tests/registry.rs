@@ -482,7 +482,7 @@ fn teardown_futures_are_send_so_they_can_be_spawned() {
     let f1 = r.cleanup_all();
     let f2 = r.shutdown();
     let f3 = r.teardown(Selection::All, TeardownOptions::new());
-    let f4 = scope.release_async();
+    let f4 = scope.close_shared_async();
     assert_send(&f1);
     assert_send(&f2);
     assert_send(&f3);

@@ -57,8 +57,8 @@ fn release_twice_is_a_no_op() {
             c.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();
-    assert_eq!(scope.release().len(), 1);
-    assert!(scope.release().is_empty());
+    assert_eq!(scope.close_shared().len(), 1);
+    assert!(scope.close_shared().is_empty());
     drop(scope);
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }
@@ -67,8 +67,8 @@ fn release_twice_is_a_no_op() {
 fn defer_after_release_hands_the_action_back_unrun() {
     let log = Log::new();
     let scope = Scope::new();
-    let _ = scope.release();
-    assert!(scope.is_released());
+    let _ = scope.close_shared();
+    assert!(scope.is_closed());
     let rejected = scope.defer(log.rec("late")).unwrap_err();
     assert!(log.entries().is_empty(), "not run behind our back");
     (rejected.into_inner())();
@@ -107,7 +107,7 @@ fn cancel_after_release_or_twice_says_false() {
     let a = scope.defer(|| ()).unwrap().into_owned();
     let b = scope.defer(|| ()).unwrap().into_owned();
     assert!(b.cancel());
-    let _ = scope.release();
+    let _ = scope.close_shared();
     assert!(!a.cancel(), "already ran");
 }
 
@@ -130,7 +130,7 @@ fn take_moves_everything_and_handles_follow() {
     let h = scope.defer(log.rec("b")).unwrap().into_owned();
     scope.defer(log.rec("c")).unwrap();
     let owned = scope.take();
-    assert!(scope.is_empty() && !scope.is_released(), "the original stays usable");
+    assert!(scope.is_empty() && !scope.is_closed(), "the original stays usable");
     scope.defer(log.rec("after-take")).unwrap();
     assert!(h.cancel(), "handle follows its action");
     drop(scope);
@@ -171,7 +171,7 @@ fn child_is_released_at_its_position_before_the_parent_continues() {
     let report = parent.close();
     assert_eq!(log.entries(), ["p2", "c2", "c1", "p1"]);
     assert_eq!(report.len(), 4);
-    assert!(child.is_released());
+    assert!(child.is_closed());
     assert!(child.defer(|| ()).is_err(), "a released child hands actions back");
 }
 
@@ -281,13 +281,13 @@ fn an_action_releasing_its_own_scope_returns_instead_of_deadlocking() {
         scope
             .defer(move || {
                 let s = inner.upgrade().unwrap();
-                assert!(s.release().is_empty(), "re-entrant release is empty");
+                assert!(s.close_shared().is_empty(), "re-entrant release is empty");
                 // Deferring onto a scope that is being released hands the action back.
                 assert!(s.defer(|| ()).is_err());
                 l.push("ran");
             })
             .unwrap();
-        let report = scope.release();
+        let report = scope.close_shared();
         assert!(report.is_success(), "{report}");
         assert_eq!(log.entries(), ["ran"]);
     });
@@ -337,7 +337,7 @@ fn many_threads_defer_and_cancel_on_one_scope() {
             threads.into_iter().map(|t| t.join().unwrap()).sum::<usize>()
         }
     });
-    let report = scope.release();
+    let report = scope.close_shared();
     assert_eq!(report.len(), kept);
     assert_eq!(ran.load(Ordering::Relaxed), kept);
 }
@@ -487,11 +487,11 @@ fn a_local_scope_runs_non_send_actions_last_in_first_out_whatever_they_do() {
     }
     let cancelled = scope.defer(|| -> () { unreachable!() }).unwrap();
     assert!(cancelled.cancel());
-    let report = scope.release();
+    let report = scope.close_shared();
     assert_eq!(*log.borrow(), ["a4", "a3", "a2", "a1", "a0"]);
     assert!(matches!(report.get("a1").unwrap().status(), Status::Panicked(m) if m == "boom"));
     assert!(matches!(report.get("a2").unwrap().status(), Status::Failed(_)));
     assert_eq!(report.totals().ok, 3);
-    assert!(scope.release().is_empty(), "releasing twice is a no-op");
+    assert!(scope.close_shared().is_empty(), "releasing twice is a no-op");
     assert!(scope.defer(|| ()).is_err(), "released: handed back");
 }

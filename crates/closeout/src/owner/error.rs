@@ -42,7 +42,7 @@ pub enum SpawnFailure {
 /// ```
 /// use closeout::owner::Owner;
 /// let scope = closeout::Scope::new();
-/// let _ = scope.release();
+/// let _ = scope.close_shared();
 /// let err = scope.spawn_thread("late", |_stop| 7).unwrap_err();
 /// assert!(matches!(err.error(), closeout::owner::SpawnFailure::Released));
 /// let work = err.into_inner();
