@@ -204,6 +204,14 @@ struct Meta {
     timeout: Option<Duration>,
 }
 
+impl Meta {
+    /// The out-of-line part of a named action; none for an unnamed one.
+    #[inline]
+    fn named(name: Cow<'static, str>) -> Option<Box<Meta>> {
+        (!name.is_empty()).then(|| Box::new(Meta { name, timeout: None }))
+    }
+}
+
 impl Stack {
     fn new() -> Stack {
         Stack { tail: NIL, free: NIL, ..Stack::default() }
@@ -219,8 +227,7 @@ impl Stack {
 
     #[inline]
     fn push(&mut self, action: Action, name: Cow<'static, str>) -> (u32, u32) {
-        let meta = (!name.is_empty()).then(|| Box::new(Meta { name, timeout: None }));
-        self.push_meta(action, meta)
+        self.push_meta(action, Meta::named(name))
     }
 
     #[inline]
@@ -595,6 +602,23 @@ impl Scope {
         Ok(Handle { shared: &self.shared, idx, generation })
     }
 
+    /// Pushes the cleanup `make` builds from `value`, or hands `value` back if the scope is
+    /// released: the one path of every `defer*`.
+    #[inline]
+    fn push_or_reject<T>(
+        &self,
+        value: T,
+        meta: Option<Box<Meta>>,
+        make: impl FnOnce(T) -> Cleanup,
+    ) -> Result<Handle<'_>, Rejected<T>> {
+        let mut st = self.shared.lock();
+        if st.released {
+            return Err(Rejected::new(value));
+        }
+        let (idx, generation) = st.push_meta(Action::Cleanup(make(value)), meta);
+        Ok(Handle { shared: &self.shared, idx, generation })
+    }
+
     /// Adds a sync action, run at release. It returns `()` or `Result<(), E>`.
     ///
     /// # Errors
@@ -637,12 +661,7 @@ impl Scope {
         F: FnOnce() -> R + Send + 'static,
         R: IntoOutcome,
     {
-        let mut st = self.shared.lock();
-        if st.released {
-            return Err(Rejected::new(f));
-        }
-        let (idx, generation) = st.push(Action::Cleanup(Cleanup::from_fn(f)), name.into());
-        Ok(Handle { shared: &self.shared, idx, generation })
+        self.push_or_reject(f, Meta::named(name.into()), Cleanup::from_fn)
     }
 
     /// Adds an async action: a future awaited at release, in its place in the order.
@@ -689,12 +708,7 @@ impl Scope {
         Fut: Future + Send + 'static,
         Fut::Output: IntoOutcome,
     {
-        let mut st = self.shared.lock();
-        if st.released {
-            return Err(Rejected::new(fut));
-        }
-        let (idx, generation) = st.push(Action::Cleanup(Cleanup::from_future(fut)), name.into());
-        Ok(Handle { shared: &self.shared, idx, generation })
+        self.push_or_reject(fut, Meta::named(name.into()), Cleanup::from_future)
     }
 
     /// Defers the release of `value` under `name`: at release, `release(value)` runs (a sync
@@ -725,13 +739,7 @@ impl Scope {
         T: Send + 'static,
         R: IntoOutcome + 'static,
     {
-        let mut st = self.shared.lock();
-        if st.released {
-            return Err(Rejected::new(value));
-        }
-        let (idx, generation) =
-            st.push(Action::Cleanup(Cleanup::from_fn(move || release(value))), name.into());
-        Ok(Handle { shared: &self.shared, idx, generation })
+        self.push_or_reject(value, Meta::named(name.into()), |v| Cleanup::from_fn(move || release(v)))
     }
 
     /// Like [`defer_release`](Scope::defer_release) with an async release: `release(value)` is
@@ -760,13 +768,9 @@ impl Scope {
         Fut: Future + Send + 'static,
         Fut::Output: IntoOutcome,
     {
-        let mut st = self.shared.lock();
-        if st.released {
-            return Err(Rejected::new(value));
-        }
-        let fut = async move { release(value).await };
-        let (idx, generation) = st.push(Action::Cleanup(Cleanup::from_future(fut)), name.into());
-        Ok(Handle { shared: &self.shared, idx, generation })
+        self.push_or_reject(value, Meta::named(name.into()), |v| {
+            Cleanup::from_future(async move { release(v).await })
+        })
     }
 
     /// Like [`defer_async_named`](Scope::defer_async_named), with a timeout of its own: past it
@@ -797,13 +801,8 @@ impl Scope {
         Fut: Future + Send + 'static,
         Fut::Output: IntoOutcome,
     {
-        let mut st = self.shared.lock();
-        if st.released {
-            return Err(Rejected::new(fut));
-        }
         let meta = Box::new(Meta { name: name.into(), timeout: Some(timeout) });
-        let (idx, generation) = st.push_meta(Action::Cleanup(Cleanup::from_future(fut)), Some(meta));
-        Ok(Handle { shared: &self.shared, idx, generation })
+        self.push_or_reject(fut, Some(meta), Cleanup::from_future)
     }
 
     /// A child scope, released in this scope's order at the position it was created, before
