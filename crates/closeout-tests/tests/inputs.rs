@@ -67,7 +67,7 @@ fn closeout_registry_inputs() {
                     matches!(e.error(), Error::ZeroTimeout(_) | Error::TimeoutTooLong { .. }),
                     "{d:?}: {e}"
                 );
-                assert_eq!(e.into_resource().id(), "a", "handed back");
+                assert_eq!(e.into_resource().get_id(), "a", "handed back");
             }
         }
         // RegistryBuilder::default_timeout and ::deadline: validated at build.

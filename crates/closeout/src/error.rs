@@ -135,7 +135,7 @@ impl fmt::Debug for RegisterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegisterError")
             .field("error", &self.error)
-            .field("resource", &self.resource.id())
+            .field("resource", &self.resource.get_id())
             .finish()
     }
 }

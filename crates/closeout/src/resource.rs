@@ -64,7 +64,7 @@ impl Resource {
     ///
     /// ```
     /// let r = closeout::Resource::new("cache", || println!("flushed"));
-    /// assert_eq!(r.id(), "cache");
+    /// assert_eq!(r.get_id(), "cache");
     /// ```
     pub fn new<F, R>(id: impl Into<String>, cleanup: F) -> Self
     where
@@ -157,7 +157,7 @@ impl Resource {
     /// ```
     /// # use closeout::Resource;
     /// let r = Resource::new("db", || ()).tag("primary").tag("pool");
-    /// assert_eq!(r.tags(), ["primary", "pool"]);
+    /// assert_eq!(r.get_tags(), ["primary", "pool"]);
     /// ```
     #[must_use]
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
@@ -198,7 +198,7 @@ impl Resource {
     /// ```
     /// # use closeout::Resource;
     /// let r = Resource::new("conn-1", || ()).depends_on(["server"]);
-    /// assert_eq!(r.dependencies(), ["server"]);
+    /// assert_eq!(r.get_dependencies(), ["server"]);
     /// ```
     #[must_use]
     pub fn depends_on<I, S>(mut self, ids: I) -> Self
@@ -210,8 +210,15 @@ impl Resource {
         self
     }
 
-    /// The resource's id.
-    pub fn id(&self) -> &str {
+    /// The resource's id. Accessors are `get_*`, as `std::process::Command`'s are: the plain
+    /// names are the builder methods.
+    ///
+    /// ```
+    /// use closeout::{Category, Resource};
+    /// let r = Resource::new("db", || ()).category(Category::Database).tag("primary");
+    /// assert_eq!((r.get_id(), r.get_category(), r.get_tags()), ("db", &Category::Database, &["primary".to_owned()][..]));
+    /// ```
+    pub fn get_id(&self) -> &str {
         &self.id
     }
 
@@ -236,7 +243,7 @@ impl Resource {
     }
 
     /// The tags, in the order added.
-    pub fn tags(&self) -> &[String] {
+    pub fn get_tags(&self) -> &[String] {
         self.extra.as_ref().map_or(&[], |e| &e.tags)
     }
 
@@ -252,7 +259,7 @@ impl Resource {
     }
 
     /// The ids this resource depends on.
-    pub fn dependencies(&self) -> &[String] {
+    pub fn get_dependencies(&self) -> &[String] {
         self.extra.as_ref().map_or(&[], |e| &e.depends_on)
     }
 
@@ -287,8 +294,8 @@ impl fmt::Debug for Resource {
             .field("category", &self.category)
             .field("priority", &self.priority)
             .field("timeout", &self.timeout)
-            .field("tags", &self.tags())
-            .field("depends_on", &self.dependencies())
+            .field("tags", &self.get_tags())
+            .field("depends_on", &self.get_dependencies())
             .finish()
     }
 }

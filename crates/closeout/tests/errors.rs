@@ -49,7 +49,7 @@ fn every_error_goes_into_anyhow_and_boxed_send_sync_errors() {
     let e = register_twice().unwrap_err();
     assert!(e.to_string().contains("already registered"), "{e}");
     let back = e.downcast::<closeout::RegisterError>().unwrap().into_resource();
-    assert_eq!(back.id(), "a", "the resource is still handed back through anyhow");
+    assert_eq!(back.get_id(), "a", "the resource is still handed back through anyhow");
     assert!(batch().is_err());
     let e = rejected().unwrap_err();
     assert!(e.to_string().contains("handed back"), "{e}");

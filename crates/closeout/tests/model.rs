@@ -188,7 +188,7 @@ proptest! {
                         (Err(e), Some(exp)) => {
                             prop_assert_eq!(e.error(), &exp);
                             let back = e.into_resource();
-                            prop_assert_eq!(back.id(), id(key));
+                            prop_assert_eq!(back.get_id(), id(key));
                             handed_back += 1;
                         }
                         (got, exp) => prop_assert!(false, "register {key}: got {got:?}, expected {exp:?}"),
@@ -201,7 +201,7 @@ proptest! {
                         Some(_) => {
                             let dependents = model.dependents(key);
                             if dependents.is_empty() {
-                                prop_assert!(matches!(&got, Ok(Some(r)) if r.id() == id(key)));
+                                prop_assert!(matches!(&got, Ok(Some(r)) if r.get_id() == id(key)));
                                 model.live.remove(&key);
                                 handed_back += 1;
                             } else {

@@ -202,7 +202,7 @@ fn unregister_hands_back_and_refuses_while_depended_on() {
     assert!(r.unregister("b").unwrap().is_some());
     let db = r.unregister("db").unwrap().unwrap();
     assert_eq!(
-        (db.id(), db.tags(), db.get_timeout()),
+        (db.get_id(), db.get_tags(), db.get_timeout()),
         ("db", &["x".to_string()][..], Some(Duration::from_secs(1)))
     );
     assert!(log.entries().is_empty(), "unregister does not run");
@@ -233,10 +233,10 @@ fn bad_input_is_a_typed_error_and_nothing_is_half_registered() {
         ),
     ];
     for (res, expected) in cases {
-        let id = res.id().to_owned();
+        let id = res.get_id().to_owned();
         let err = r.register(res).unwrap_err();
         assert_eq!(err.error(), &expected);
-        assert_eq!(err.resource().id(), id, "handed back");
+        assert_eq!(err.resource().get_id(), id, "handed back");
         assert!(!err.to_string().is_empty());
     }
     assert_eq!(r.len(), 1);

@@ -382,7 +382,7 @@ impl Registry {
     /// let registry = Registry::new();
     /// registry.register(Resource::new("a", || ()))?;
     /// let back = registry.unregister("a")?.expect("was registered");
-    /// assert_eq!(back.id(), "a");
+    /// assert_eq!(back.get_id(), "a");
     /// assert!(registry.unregister("a")?.is_none());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -210,7 +210,7 @@ impl State {
             check_timeout(&r.id, t)?;
         }
         let mut deps = Vec::new();
-        for dep in r.dependencies() {
+        for dep in r.get_dependencies() {
             match self.find(dep) {
                 Some(i) if self.slots[i as usize].state == SlotState::Running => {
                     return Err(Error::DependencyClosing { id: r.id.clone(), dependency: dep.clone() });
@@ -260,7 +260,7 @@ impl State {
         for (r, mut p) in batch.into_iter().zip(prepared) {
             // Hashes computed during validation stay valid: ids are not changed.
             // Dependencies on earlier batch entries exist now.
-            for dep in r.dependencies() {
+            for dep in r.get_dependencies() {
                 if let Some(i) = self.find(dep) {
                     let sid = self.slot_id(i);
                     if !p.deps.contains(&sid) {
