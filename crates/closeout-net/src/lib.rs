@@ -48,3 +48,9 @@ pub use server::{DEFAULT_GRACE, DrainReport, Forced, ServerHandle, TcpServer};
 pub use tokio_tungstenite::tungstenite::Message;
 #[cfg(feature = "ws")]
 pub use ws::{CloseReason, NotClean, WsConn, WsError, WsOptions};
+
+/// Locks `m`, taking the guard back if a panic poisoned it: every lock in this crate guards
+/// plain values that no user code changes while it is held, so the state is still consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

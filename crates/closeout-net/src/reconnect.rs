@@ -1,6 +1,7 @@
 //! [`Reconnecting`]: a WebSocket client that reconnects with exponential back-off and says how
 //! it is doing.
 
+use crate::lock;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -154,7 +155,7 @@ impl Reconnecting {
     /// Stops reconnecting and closes the current connection with a handshake. Idempotent.
     pub async fn stop(&self) {
         self.stop.cancel();
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;
         }

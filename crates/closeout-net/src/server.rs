@@ -1,5 +1,6 @@
 //! [`TcpServer`]: a TCP server whose shutdown stops accepting, drains, then force-closes.
 
+use crate::lock;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -78,7 +79,7 @@ struct Shared {
 
 impl Shared {
     fn conns(&self) -> MutexGuard<'_, Conns> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.conns)
     }
 }
 
@@ -158,7 +159,7 @@ impl TcpServer {
             acceptor: Mutex::new(None),
         });
         let acceptor = tokio::spawn(accept_loop(self.listener, Arc::clone(&shared), Arc::new(handler)));
-        *shared.acceptor.lock().unwrap_or_else(|p| p.into_inner()) = Some(acceptor);
+        *lock(&shared.acceptor) = Some(acceptor);
         ServerHandle { shared }
     }
 }
@@ -258,7 +259,7 @@ impl ServerHandle {
         let start = Instant::now();
         // 1. Stop accepting: the accept loop ends and drops the listener.
         self.shared.accept.cancel();
-        let acceptor = self.shared.acceptor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let acceptor = lock(&self.shared.acceptor).take();
         if let Some(acceptor) = acceptor {
             let _ = acceptor.await;
         }

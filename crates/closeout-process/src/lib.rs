@@ -70,3 +70,9 @@ pub fn become_subreaper() -> std::io::Result<()> {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     Ok(())
 }
+
+/// Locks `m`, taking the guard back if a panic poisoned it: every lock in this crate guards
+/// plain values that no user code changes while it is held, so the state is still consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

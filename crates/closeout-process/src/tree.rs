@@ -1,5 +1,6 @@
 //! [`ProcessTree`]: a child process and everything it starts, stopped as one.
 
+use crate::lock;
 use std::collections::BTreeSet;
 use std::io;
 use std::process::{Child, Command, ExitStatus};
@@ -261,7 +262,7 @@ impl ProcessTree {
     }
 
     fn child(&self) -> MutexGuard<'_, Root> {
-        self.inner.child.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.child)
     }
 
     /// Stops the tree, blocking: SIGTERM to the group and every member, the grace period,
@@ -290,7 +291,7 @@ impl ProcessTree {
     }
 
     fn finish(&self, report: StopReport) -> StopReport {
-        let mut first = self.inner.report.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = lock(&self.inner.report);
         first.get_or_insert(report).clone()
     }
 
@@ -389,7 +390,7 @@ impl<'a> Ladder<'a> {
 
     /// One look at the tree: signals what needs it; `Some` once nothing is left.
     fn step(&mut self) -> Option<StopReport> {
-        if let Some(done) = self.tree.inner.report.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(done) = lock(&self.tree.inner.report).clone() {
             return Some(done);
         }
         let pid = self.tree.inner.pid;
