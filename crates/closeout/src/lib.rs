@@ -11,7 +11,7 @@
 //!   possible, and tell you what failed or hung: a [`Registry`];
 //! - you want to see the teardown order before running it: a [`Plan`];
 //! - spawned work — tokio tasks, threads, blocking jobs, timers — must stop with its owner:
-//!   [`Owner`];
+//!   [`Owner`](owner::Owner);
 //! - SIGINT, SIGTERM, a panic or the end of `main` must run the teardown exactly once, and a
 //!   stuck cleanup must never keep the process alive: [`hooks`];
 //! - you want to see what leaked, and fail a test that leaks objects, threads, file
@@ -55,7 +55,7 @@
 //! # Spawned work and process hooks
 //!
 //! Every scope and registry owns a [`CancellationToken`] that is cancelled the moment its
-//! teardown begins, before any cleanup runs (cancel first). Work spawned through [`Owner`]
+//! teardown begins, before any cleanup runs (cancel first). Work spawned through [`Owner`](owner::Owner)
 //! watches it, gets a grace period, and is then aborted (tasks) or detached and reported
 //! (threads, blocking jobs). [`hooks::install`] ties a registry or scope to the process's
 //! signals and panics.
@@ -155,10 +155,6 @@ pub use clock::saturating_deadline;
 pub use error::{BatchError, Error, RegisterError, Rejected};
 pub use local_scope::{LocalHandle, LocalScope};
 pub use observer::Event;
-#[cfg(not(loom))]
-pub use owner::{
-    Abandoned, Aborted, DEFAULT_GRACE, JoinError, Owner, Spawn, StopFlag, ThreadHandle, TimerHandle,
-};
 pub use registry::{
     Phase, Plan, PlanStep, Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions,
 };

@@ -93,7 +93,7 @@ fn shutdown_racing_a_registration_hands_back_or_cleans() {
                 assert_eq!(runs.load(Ordering::SeqCst), 1);
             }
             Err(back) => {
-                assert_eq!(back.id(), "b");
+                assert_eq!(back.get_id(), "b");
                 assert_eq!(runs.load(Ordering::SeqCst), 0);
             }
         }
