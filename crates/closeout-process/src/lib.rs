@@ -32,8 +32,16 @@
 //!
 //! # Failure behaviour and limits
 //!
-//! - Linux only: members are found through `/proc`. A process that clears its environment and
-//!   leaves the process group cannot be found.
+//! - Linux only. Two modes (see [`Containment`]; every [`StopReport`] says which ran and why):
+//!   - **cgroup** (a writable cgroup v2 hierarchy, found through `/proc/self/mountinfo`): the
+//!     tree has its own cgroup, joined by the child before it runs anything, so nothing it
+//!     starts can escape — environment cleared, group or session left, daemonized or not; the
+//!     stop ends with `cgroup.kill` and waits for the kernel to report the cgroup empty, then
+//!     removes it. A SIGKILLed owner leaves an empty cgroup behind (the journal's reap, to come,
+//!     removes it).
+//!   - **fallback** (no writable cgroup v2, [`TreeOptions::cgroup`]`(false)`, or
+//!     [`NO_CGROUP_ENV`]): the process group plus the inherited marker found in `/proc`; a
+//!     process that clears its environment *and* leaves the group cannot be found.
 //! - Daemons reparent to the nearest subreaper (often PID 1). Call [`become_subreaper`] to
 //!   have them reparent to this process, so that they are reaped here and no zombie is left
 //!   behind in a container whose PID 1 does not reap.
@@ -46,12 +54,14 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+mod cgroup;
 mod pre_exec;
 mod scan;
 mod tree;
 
+pub use cgroup::NO_CGROUP_ENV;
 pub use scan::MARKER;
-pub use tree::{DEFAULT_GRACE, ProcessTree, StopError, StopReport, TreeOptions};
+pub use tree::{Containment, DEFAULT_GRACE, ProcessTree, StopError, StopReport, TreeOptions};
 
 /// Makes this process the subreaper of its descendants (Linux `PR_SET_CHILD_SUBREAPER`):
 /// orphans, such as double-forked daemons, are reparented to it instead of PID 1, so a

@@ -23,7 +23,10 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 
 /// How often the ladder looks: short, so that it returns within a few milliseconds of the last
 /// process exiting.
+/// The ladder's first pause between looks at the tree; it doubles up to [`MAX_POLL`], and goes
+/// back to the start when the ladder moves on (SIGKILL), so a stop wastes no CPU in a long grace.
 const POLL: Duration = Duration::from_millis(1);
+const MAX_POLL: Duration = Duration::from_millis(50);
 
 /// How a [`ProcessTree`] is started and stopped.
 ///
@@ -38,6 +41,7 @@ pub struct TreeOptions {
     grace: Duration,
     new_session: bool,
     kill_with_parent: bool,
+    cgroup: bool,
 }
 
 impl Default for TreeOptions {
@@ -49,7 +53,7 @@ impl Default for TreeOptions {
 impl TreeOptions {
     /// A new process group, [`DEFAULT_GRACE`], no new session, no parent-death signal.
     pub fn new() -> TreeOptions {
-        TreeOptions { grace: DEFAULT_GRACE, new_session: false, kill_with_parent: false }
+        TreeOptions { grace: DEFAULT_GRACE, new_session: false, kill_with_parent: false, cgroup: true }
     }
 
     /// Time between SIGTERM and SIGKILL.
@@ -72,6 +76,39 @@ impl TreeOptions {
         self.kill_with_parent = yes;
         self
     }
+
+    /// Whether the tree gets a cgroup of its own when a writable cgroup v2 hierarchy is there
+    /// (default: yes). `false` forces the fallback (process group and marker), as the
+    /// environment variable [`NO_CGROUP_ENV`](crate::NO_CGROUP_ENV) does; see [`Containment`].
+    pub fn cgroup(mut self, yes: bool) -> TreeOptions {
+        self.cgroup = yes;
+        self
+    }
+}
+
+/// How a tree is contained, which decides what a stop can guarantee.
+///
+/// - **`Cgroup`**: the tree has a cgroup v2 of its own, joined by the child before it ran
+///   anything. Every process it starts is born inside and cannot leave it (leaving needs write
+///   access to another cgroup), whatever it does to its environment, process group or session;
+///   the stop ends with `cgroup.kill` (atomic, racing forks included) and counts the tree gone
+///   only when the kernel reports the cgroup empty, then removes it.
+/// - **`Fallback`**: no writable cgroup v2 (a container's read-only `/sys/fs/cgroup`, no
+///   delegation, `CLOSEOUT_NO_CGROUP`), with the reason. Members are the process group plus
+///   every process carrying the inherited marker; a process that clears its environment *and*
+///   leaves the group cannot be found, and processes forked between two scans can be missed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Containment {
+    /// The tree's own cgroup, at this path.
+    Cgroup(std::path::PathBuf),
+    /// Process group and marker, and why cgroups were not used.
+    Fallback(String),
+}
+
+impl Default for Containment {
+    fn default() -> Self {
+        Containment::Fallback(String::new())
+    }
 }
 
 /// How a stop went: the child's exit status and which processes needed SIGKILL.
@@ -88,6 +125,8 @@ pub struct StopReport {
     pub survivors: Vec<u32>,
     /// How long the stop took.
     pub took: Duration,
+    /// How the tree was contained (and so what the stop could guarantee).
+    pub containment: Containment,
 }
 
 impl StopReport {
@@ -141,6 +180,8 @@ struct Inner {
     child: Mutex<Root>,
     pid: u32,
     marker: String,
+    cgroup: Option<crate::cgroup::TreeCgroup>,
+    containment: Containment,
     grace: Duration,
     /// The first stop's report: stopping again returns it.
     report: Mutex<Option<StopReport>>,
@@ -179,17 +220,58 @@ impl std::fmt::Debug for ProcessTree {
 
 static NEXT_TREE: AtomicU64 = AtomicU64::new(0);
 
-/// Marks the command's environment and sets up its group or session; returns the marker.
-fn prepare(cmd: &mut Command, opts: &TreeOptions) -> String {
+/// What `prepare` set up for one spawn.
+struct Prepared {
+    marker: String,
+    cgroup: Option<crate::cgroup::TreeCgroup>,
+    containment: Containment,
+    /// The open `cgroup.procs` the child writes itself into; closed once the spawn returned.
+    join: Option<std::os::fd::OwnedFd>,
+}
+
+/// Marks the command's environment, makes the tree's cgroup (when it can), and sets up the
+/// child's group or session.
+fn prepare(cmd: &mut Command, opts: &TreeOptions) -> Prepared {
     let marker = format!("{}-{}", std::process::id(), NEXT_TREE.fetch_add(1, Ordering::Relaxed));
     cmd.env(scan::MARKER, &marker);
-    if opts.new_session || opts.kill_with_parent {
-        crate::pre_exec::install(cmd, opts.new_session, opts.kill_with_parent);
+    let made = if opts.cgroup {
+        crate::cgroup::parent().and_then(|parent| {
+            let cg = crate::cgroup::TreeCgroup::create(&parent)
+                .map_err(|e| format!("creating a cgroup in {}: {e}", parent.display()))?;
+            match cg.procs_for_join() {
+                Ok(fd) => Ok((cg, fd)),
+                Err(e) => {
+                    cg.remove();
+                    Err(format!("opening {}: {e}", cg.path.join("cgroup.procs").display()))
+                }
+            }
+        })
+    } else {
+        Err("TreeOptions::cgroup(false)".to_owned())
+    };
+    let (cgroup, join, containment) = match made {
+        Ok((cg, fd)) => {
+            let at = cg.path.clone();
+            (Some(cg), Some(fd), Containment::Cgroup(at))
+        }
+        Err(why) => (None, None, Containment::Fallback(why)),
+    };
+    let raw = join.as_ref().map(crate::cgroup::raw);
+    if opts.new_session || opts.kill_with_parent || raw.is_some() {
+        crate::pre_exec::install(cmd, opts.new_session, opts.kill_with_parent, raw);
     }
     if !opts.new_session {
         std::os::unix::process::CommandExt::process_group(cmd, 0);
     }
-    marker
+    Prepared { marker, cgroup, containment, join }
+}
+
+/// A spawn that failed leaves no cgroup behind.
+fn abandon(prepared: Prepared) {
+    drop(prepared.join);
+    if let Some(cg) = prepared.cgroup {
+        cg.remove();
+    }
 }
 
 impl ProcessTree {
@@ -199,10 +281,17 @@ impl ProcessTree {
     ///
     /// What spawning returns (program not found, no permission, …).
     pub fn spawn(cmd: &mut Command, opts: TreeOptions) -> io::Result<ProcessTree> {
-        let marker = prepare(cmd, &opts);
-        let child = cmd.spawn()?;
+        let mut prepared = prepare(cmd, &opts);
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                abandon(prepared);
+                return Err(e);
+            }
+        };
+        drop(prepared.join.take());
         let pid = child.id();
-        Ok(ProcessTree::new(Root::Std(child), pid, marker, &opts))
+        Ok(ProcessTree::new(Root::Std(child), pid, prepared, &opts))
     }
 
     /// [`spawn`](ProcessTree::spawn) for a tokio command (its child is reaped by tokio's
@@ -223,18 +312,28 @@ impl ProcessTree {
     /// # Ok(()) }
     /// ```
     pub fn spawn_tokio(cmd: &mut tokio::process::Command, opts: TreeOptions) -> io::Result<ProcessTree> {
-        let marker = prepare(cmd.as_std_mut(), &opts);
-        let child = cmd.spawn()?;
+        let mut prepared = prepare(cmd.as_std_mut(), &opts);
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                abandon(prepared);
+                return Err(e);
+            }
+        };
+        drop(prepared.join.take());
         let pid = child.id().ok_or_else(|| io::Error::other("the child exited before its pid was read"))?;
-        Ok(ProcessTree::new(Root::Tokio(child), pid, marker, &opts))
+        Ok(ProcessTree::new(Root::Tokio(child), pid, prepared, &opts))
     }
 
-    fn new(root: Root, pid: u32, marker: String, opts: &TreeOptions) -> ProcessTree {
+    fn new(root: Root, pid: u32, prepared: Prepared, opts: &TreeOptions) -> ProcessTree {
+        let Prepared { marker, cgroup, containment, .. } = prepared;
         ProcessTree {
             inner: Arc::new(Inner {
                 child: Mutex::new(root),
                 pid,
                 marker,
+                cgroup,
+                containment,
                 grace: opts.grace,
                 report: Mutex::new(None),
             }),
@@ -251,14 +350,49 @@ impl ProcessTree {
         &self.inner.marker
     }
 
-    /// Every live process of the tree now, the child included while it runs.
+    /// How the tree is contained: its own cgroup, or the fallback and why.
+    pub fn containment(&self) -> &Containment {
+        &self.inner.containment
+    }
+
+    /// Every live process of the tree now, the child included while it runs: the cgroup's
+    /// members, or (fallback) every process carrying the marker.
     pub fn members(&self) -> Vec<u32> {
-        scan::members(&self.inner.marker)
+        match &self.inner.cgroup {
+            Some(cg) => cg.procs(),
+            None => scan::members(&self.inner.marker),
+        }
     }
 
     /// Whether any process of the tree is still running.
     pub fn is_running(&self) -> bool {
-        self.child().try_wait().ok().flatten().is_none() || !self.members().is_empty()
+        let populated = self.inner.cgroup.as_ref().is_some_and(|cg| cg.populated());
+        populated || self.child().try_wait().ok().flatten().is_none() || !self.members().is_empty()
+    }
+
+    /// Freezes every process of the tree (`cgroup.freeze`; in the fallback, SIGSTOP to the
+    /// group), for a pause. A stop works on a frozen tree too.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused.
+    pub fn freeze(&self) -> io::Result<()> {
+        match &self.inner.cgroup {
+            Some(cg) => cg.freeze(true),
+            None => scan::signal_group(self.inner.pid, Signal::STOP),
+        }
+    }
+
+    /// Thaws a frozen tree (`cgroup.freeze`; in the fallback, SIGCONT to the group).
+    ///
+    /// # Errors
+    ///
+    /// The OS refused.
+    pub fn thaw(&self) -> io::Result<()> {
+        match &self.inner.cgroup {
+            Some(cg) => cg.freeze(false),
+            None => scan::signal_group(self.inner.pid, Signal::CONT),
+        }
     }
 
     fn child(&self) -> MutexGuard<'_, Root> {
@@ -274,7 +408,7 @@ impl ProcessTree {
             if let Some(report) = ladder.step() {
                 return self.finish(report);
             }
-            std::thread::sleep(POLL);
+            std::thread::sleep(ladder.pause());
         }
     }
 
@@ -286,7 +420,7 @@ impl ProcessTree {
             if let Some(report) = ladder.step() {
                 return self.finish(report);
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(ladder.pause()).await;
         }
     }
 
@@ -372,9 +506,17 @@ struct Ladder<'a> {
     seen: BTreeSet<u32>,
     killed: Vec<u32>,
     first: bool,
+    poll: Duration,
 }
 
 impl<'a> Ladder<'a> {
+    /// The pause before the next look (a back-off from 1 ms to 50 ms).
+    fn pause(&mut self) -> Duration {
+        let now = self.poll;
+        self.poll = (self.poll * 2).min(MAX_POLL);
+        now
+    }
+
     fn new(tree: &'a ProcessTree) -> Ladder<'a> {
         Ladder {
             tree,
@@ -385,6 +527,7 @@ impl<'a> Ladder<'a> {
             seen: BTreeSet::new(),
             killed: Vec::new(),
             first: true,
+            poll: POLL,
         }
     }
 
@@ -397,7 +540,8 @@ impl<'a> Ladder<'a> {
         if self.status.is_none() {
             self.status = self.tree.child().try_wait().ok().flatten();
         }
-        let members = scan::members(&self.tree.inner.marker);
+        let cgroup = self.tree.inner.cgroup.as_ref();
+        let members = self.tree.members();
         self.seen.extend(members.iter().copied());
         self.seen.insert(pid);
         // Daemons reparented to us (when this process is a subreaper) must be reaped by us.
@@ -423,11 +567,15 @@ impl<'a> Ladder<'a> {
                 let _ = scan::signal(p, sig);
             }
         }
-        if alive.is_empty() {
+        // In a cgroup, gone means the kernel says so (`populated 0`), not that our scan is empty.
+        if alive.is_empty() && !cgroup.is_some_and(|cg| cg.populated()) {
             return Some(self.report(Vec::new()));
         }
         match self.phase {
             Phase::Term if self.start.elapsed() >= self.tree.inner.grace => {
+                if let Some(cg) = cgroup {
+                    cg.kill();
+                }
                 let _ = scan::signal_group(pid, Signal::KILL);
                 for &p in &alive {
                     let _ = scan::signal(p, Signal::KILL);
@@ -437,7 +585,18 @@ impl<'a> Ladder<'a> {
                 self.signalled.clear();
                 self.signalled.extend(self.killed.iter().copied());
                 self.phase = Phase::Kill(Instant::now());
+                self.poll = POLL;
                 None
+            }
+            Phase::Kill(_) if cgroup.is_some() => {
+                // Whatever forked since: the whole cgroup again.
+                if let Some(cg) = cgroup {
+                    cg.kill();
+                }
+                match self.phase {
+                    Phase::Kill(at) if at.elapsed() >= KILL_WAIT => Some(self.report(alive)),
+                    _ => None,
+                }
             }
             Phase::Kill(at) if at.elapsed() >= KILL_WAIT => Some(self.report(alive)),
             _ => None,
@@ -458,12 +617,20 @@ impl<'a> Ladder<'a> {
         for &p in &self.seen {
             scan::reap_if_ours(p);
         }
+        // The cgroup goes once the kernel says it is empty.
+        if let Some(cg) = self.tree.inner.cgroup.as_ref()
+            && survivors.is_empty()
+            && !cg.populated()
+        {
+            cg.remove();
+        }
         StopReport {
             status: self.status,
             seen: self.seen.iter().copied().collect(),
             killed: std::mem::take(&mut self.killed),
             survivors,
             took: self.start.elapsed(),
+            containment: self.tree.inner.containment.clone(),
         }
     }
 }

@@ -103,6 +103,9 @@ fn owner_child() {
     let tree =
         ProcessTree::spawn(Command::new("sleep").arg("300"), TreeOptions::new().kill_with_parent(true))
             .unwrap();
+    if let closeout_process::Containment::Cgroup(path) = tree.containment() {
+        println!("CGROUP={}", path.display());
+    }
     println!("CHILD={}", tree.pid());
     std::thread::sleep(Duration::from_secs(300));
 }
@@ -117,9 +120,13 @@ fn a_child_dies_with_an_owner_that_was_sigkilled() {
         .unwrap();
     let out = owner.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (cg_tx, cg_rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             // libtest prints "test owner_child ... " on the same line first.
+            if let Some((_, path)) = line.split_once("CGROUP=") {
+                let _ = cg_tx.send(path.trim().to_owned());
+            }
             if let Some((_, pid)) = line.split_once("CHILD=") {
                 let _ = tx.send(pid.trim().parse::<u32>().unwrap());
             }
@@ -134,6 +141,18 @@ fn a_child_dies_with_an_owner_that_was_sigkilled() {
     while std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
         assert!(start.elapsed() < Duration::from_secs(10), "child {child} outlived its SIGKILLed owner");
         std::thread::sleep(Duration::from_millis(10));
+    }
+    // A SIGKILLed owner cannot remove its tree's (now empty) cgroup: the journal's `reap` will.
+    // Here the test does, after checking it is empty.
+    if let Ok(path) = cg_rx.try_recv() {
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("{path}/cgroup.events"))
+            .is_ok_and(|e| e.contains("populated 1"))
+        {
+            assert!(Instant::now() < until, "{path} still populated");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::remove_dir(&path).unwrap();
     }
 }
 

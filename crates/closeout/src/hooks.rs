@@ -428,9 +428,15 @@ impl Hooks {
             done: (Mutex::new(None), Condvar::new()),
             active: AtomicBool::new(true),
         });
-        arm_defaults(&self.signals)?;
+        // A fresh installation starts from nothing (H2, H4), *before* any handler exists: a
+        // signal recorded from here on is never erased.
+        RECEIVED.store(0, Ordering::SeqCst);
+        // The dispatcher's handler first: from the moment the process catches a signal at all,
+        // that signal is queued for the dispatcher (a signal arriving before its thread runs
+        // waits in the queue). Only then the conditional default, which stays inactive (H4).
         let signals = Signals::new(&self.signals)
             .map_err(|source| HookError::Os { what: "registering signal handlers", source })?;
+        arm_defaults(&self.signals)?;
         let handle = signals.handle();
         let thread = {
             let dispatch = Arc::clone(&dispatch);
@@ -441,9 +447,6 @@ impl Hooks {
         };
         let policy = self.panic;
         let panic = (policy != PanicPolicy::Off).then(|| install_panic_hook(&dispatch, policy));
-        // SeqCst throughout (see "Orderings"): a fresh installation starts from nothing (H2, H4).
-        RECEIVED.store(0, Ordering::SeqCst);
-        ARMED.get_or_init(default_flag).store(false, Ordering::SeqCst);
         *installed = Some(Arc::clone(&dispatch));
         Ok(HookGuard { dispatch, signals: Some((handle, thread)), panic, uninstalled: false })
     }

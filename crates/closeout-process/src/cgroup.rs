@@ -1,0 +1,139 @@
+//! cgroup v2 containment: a tree's own cgroup, which the kernel keeps whole (every process
+//! the tree starts is born in it, whatever it does to its environment, group or session) and
+//! kills whole (`cgroup.kill`, racing forks included).
+//!
+//! The hierarchy is found, never assumed: the `cgroup2` mount in `/proc/self/mountinfo` (on a
+//! hybrid layout it sits beside the v1 controllers, at `/sys/fs/cgroup/unified` say) and this
+//! process's own cgroup from the `0::` line of `/proc/self/cgroup`. Trees get child cgroups of
+//! that one: creating children and moving processes into them needs neither controllers nor a
+//! change to our own cgroup, so the v2 rule "no processes in an inner node with controllers"
+//! is never ours to break.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags};
+
+/// Forces the fallback (process group and marker) when set to anything but `0`: for tests and
+/// for systems whose cgroups should not be touched.
+pub const NO_CGROUP_ENV: &str = "CLOSEOUT_NO_CGROUP";
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Where this process's trees go: its own cgroup in the v2 hierarchy.
+pub(crate) fn parent() -> Result<PathBuf, String> {
+    if std::env::var(NO_CGROUP_ENV).is_ok_and(|v| v != "0") {
+        return Err(format!("{NO_CGROUP_ENV} is set"));
+    }
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    // Fields: id parent major:minor root mountpoint options ... - fstype source super-options.
+    let (root, mountpoint) = mountinfo
+        .lines()
+        .find_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            (post.split_whitespace().next()? == "cgroup2").then(|| {
+                let mut f = pre.split_whitespace();
+                let root = f.nth(3)?.to_owned();
+                let mountpoint = f.next()?.to_owned();
+                Some((root, mountpoint))
+            })?
+        })
+        .ok_or("no cgroup2 hierarchy is mounted")?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let path =
+        own.lines().find_map(|l| l.strip_prefix("0::")).ok_or("this process has no cgroup v2 membership")?;
+    // Our cgroup as seen inside the mount (whose root may itself be a sub-cgroup).
+    let rel = path.strip_prefix(root.trim_end_matches('/')).unwrap_or(path).trim_start_matches('/');
+    let dir = Path::new(&mountpoint).join(rel);
+    if !dir.join("cgroup.procs").exists() {
+        return Err(format!("{} is not a cgroup directory", dir.display()));
+    }
+    if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
+        return Err(format!("{} is not writable (no delegation)", dir.display()));
+    }
+    Ok(dir)
+}
+
+/// A tree's own cgroup. Removed when the tree is stopped (after the kernel says it is empty).
+#[derive(Debug)]
+pub(crate) struct TreeCgroup {
+    pub(crate) path: PathBuf,
+}
+
+impl TreeCgroup {
+    /// Makes a fresh child cgroup of `parent`.
+    pub(crate) fn create(parent: &Path) -> io::Result<TreeCgroup> {
+        let name = format!("closeout-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let path = parent.join(name);
+        std::fs::create_dir(&path)?;
+        Ok(TreeCgroup { path })
+    }
+
+    /// `cgroup.procs`, opened for the child to write itself into before it runs anything.
+    pub(crate) fn procs_for_join(&self) -> io::Result<OwnedFd> {
+        let path =
+            CString::new(self.path.join("cgroup.procs").as_os_str().as_bytes()).map_err(io::Error::other)?;
+        Ok(rustix::fs::open(path.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?)
+    }
+
+    /// The processes in it now (the kernel's list: no zombies, no strangers).
+    pub(crate) fn procs(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the kernel counts a live process in it (`populated 1` in `cgroup.events`).
+    pub(crate) fn populated(&self) -> bool {
+        match std::fs::read_to_string(self.path.join("cgroup.events")) {
+            Ok(events) => events.lines().any(|l| l.trim() == "populated 1"),
+            // Gone already (removed): nothing can be in it.
+            Err(_) => false,
+        }
+    }
+
+    /// SIGKILL to every member at once, forks racing included (`cgroup.kill`, Linux 5.14).
+    /// Before 5.14 there is no `cgroup.kill`: each listed member gets SIGKILL, repeated by the
+    /// caller until the cgroup is empty.
+    pub(crate) fn kill(&self) {
+        if std::fs::write(self.path.join("cgroup.kill"), "1").is_err() {
+            for pid in self.procs() {
+                let _ = crate::scan::signal(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+
+    /// Freezes (`true`) or thaws every member (`cgroup.freeze`).
+    pub(crate) fn freeze(&self, yes: bool) -> io::Result<()> {
+        std::fs::write(self.path.join("cgroup.freeze"), if yes { "1" } else { "0" })
+    }
+
+    /// Removes the (empty) cgroup, retrying briefly while the kernel finishes with the last
+    /// exits. False if it is still there.
+    pub(crate) fn remove(&self) -> bool {
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match std::fs::remove_dir(&self.path) {
+                Ok(()) => return true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+                Err(_) if Instant::now() < until => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// The raw descriptor the child writes `0` (itself) to, between `fork` and `exec`.
+pub(crate) fn raw(fd: &OwnedFd) -> i32 {
+    fd.as_raw_fd()
+}
