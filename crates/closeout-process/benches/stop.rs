@@ -53,7 +53,9 @@ fn spawn_vs_plain(c: &mut Criterion) {
             total
         });
     });
-    for (name, opts) in [("tree_cgroup", TreeOptions::new()), ("tree_fallback", TreeOptions::new().cgroup(false))] {
+    for (name, opts) in
+        [("tree_cgroup", TreeOptions::new()), ("tree_fallback", TreeOptions::new().cgroup(false))]
+    {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -81,9 +83,11 @@ fn stop_a_thousand(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let tree =
-                        ProcessTree::spawn(Command::new("sh").args(["-c", script]), opts.clone().grace(Duration::ZERO))
-                            .unwrap();
+                    let tree = ProcessTree::spawn(
+                        Command::new("sh").args(["-c", script]),
+                        opts.clone().grace(Duration::ZERO),
+                    )
+                    .unwrap();
                     let until = Instant::now() + Duration::from_secs(60);
                     while tree.members().len() < 1000 && Instant::now() < until {
                         std::thread::sleep(Duration::from_millis(10));

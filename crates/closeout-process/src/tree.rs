@@ -27,6 +27,7 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 /// back to the start when the ladder moves on (SIGKILL), so a stop wastes no CPU in a long grace.
 const POLL: Duration = Duration::from_millis(1);
 const MAX_POLL: Duration = Duration::from_millis(50);
+const MAX_KILL_POLL: Duration = Duration::from_millis(5);
 
 /// How a [`ProcessTree`] is started and stopped.
 ///
@@ -513,7 +514,10 @@ impl<'a> Ladder<'a> {
     /// The pause before the next look (a back-off from 1 ms to 50 ms).
     fn pause(&mut self) -> Duration {
         let now = self.poll;
-        self.poll = (self.poll * 2).min(MAX_POLL);
+        // After SIGKILL the end is near and short: look often (at most every 5 ms), so the
+        // report comes soon after the kernel empties the tree. During the grace, back off.
+        let max = if matches!(self.phase, Phase::Kill(_)) { MAX_KILL_POLL } else { MAX_POLL };
+        self.poll = (self.poll * 2).min(max);
         now
     }
 
@@ -544,13 +548,19 @@ impl<'a> Ladder<'a> {
         let members = self.tree.members();
         self.seen.extend(members.iter().copied());
         self.seen.insert(pid);
-        // Daemons reparented to us (when this process is a subreaper) must be reaped by us.
-        for &p in &self.seen {
-            if p != pid {
-                scan::reap_if_ours(p);
+        // The kernel's list of a cgroup holds no zombies, and an exited process leaves its
+        // cgroup at once, so in cgroup mode reaping waits for the report. In the fallback,
+        // daemons reparented to us (a subreaper) are reaped as they go, and the scan is checked.
+        let mut alive: Vec<u32> = if cgroup.is_some() {
+            members
+        } else {
+            for &p in &self.seen {
+                if p != pid {
+                    scan::reap_if_ours(p);
+                }
             }
-        }
-        let mut alive: Vec<u32> = members.into_iter().filter(|&p| scan::alive(p)).collect();
+            members.into_iter().filter(|&p| scan::alive(p)).collect()
+        };
         if self.status.is_none() && !alive.contains(&pid) {
             alive.push(pid);
         }
@@ -558,12 +568,20 @@ impl<'a> Ladder<'a> {
             Phase::Term => Signal::TERM,
             Phase::Kill(_) => Signal::KILL,
         };
+        // A zero grace means SIGKILL at once: no SIGTERM first (nobody would get to act on it).
+        let graceful = !self.tree.inner.grace.is_zero();
         if self.first {
             self.first = false;
-            let _ = scan::signal_group(pid, Signal::TERM);
+            if graceful {
+                let _ = scan::signal_group(pid, Signal::TERM);
+            }
         }
         for &p in &alive {
-            if self.signalled.insert(p) {
+            // In the kill phase of a cgroup, `cgroup.kill` has them all already.
+            if self.signalled.insert(p)
+                && !(cgroup.is_some() && sig == Signal::KILL)
+                && (graceful || sig == Signal::KILL)
+            {
                 let _ = scan::signal(p, sig);
             }
         }
@@ -573,12 +591,15 @@ impl<'a> Ladder<'a> {
         }
         match self.phase {
             Phase::Term if self.start.elapsed() >= self.tree.inner.grace => {
-                if let Some(cg) = cgroup {
-                    cg.kill();
-                }
                 let _ = scan::signal_group(pid, Signal::KILL);
-                for &p in &alive {
-                    let _ = scan::signal(p, Signal::KILL);
+                match cgroup {
+                    // One write kills every member, forks racing included.
+                    Some(cg) => cg.kill(),
+                    None => {
+                        for &p in &alive {
+                            let _ = scan::signal(p, Signal::KILL);
+                        }
+                    }
                 }
                 self.killed = alive;
                 // Members that appear from now on get SIGKILL straight away.
