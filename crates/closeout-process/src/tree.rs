@@ -267,11 +267,22 @@ fn prepare(cmd: &mut Command, opts: &TreeOptions) -> Prepared {
     Prepared { marker, cgroup, containment, join }
 }
 
-/// A spawn that failed leaves no cgroup behind.
-fn abandon(prepared: Prepared) {
-    drop(prepared.join);
-    if let Some(cg) = prepared.cgroup {
-        cg.remove();
+/// Runs `spawn` for a prepared command: the join descriptor is closed once the child exists,
+/// and a spawn that failed leaves no cgroup behind.
+fn spawn_prepared<C>(
+    mut prepared: Prepared,
+    spawn: impl FnOnce() -> io::Result<C>,
+) -> io::Result<(C, Prepared)> {
+    let spawned = spawn();
+    drop(prepared.join.take());
+    match spawned {
+        Ok(child) => Ok((child, prepared)),
+        Err(e) => {
+            if let Some(cg) = prepared.cgroup.take() {
+                cg.remove();
+            }
+            Err(e)
+        }
     }
 }
 
@@ -282,15 +293,7 @@ impl ProcessTree {
     ///
     /// What spawning returns (program not found, no permission, …).
     pub fn spawn(cmd: &mut Command, opts: TreeOptions) -> io::Result<ProcessTree> {
-        let mut prepared = prepare(cmd, &opts);
-        let child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                abandon(prepared);
-                return Err(e);
-            }
-        };
-        drop(prepared.join.take());
+        let (child, prepared) = spawn_prepared(prepare(cmd, &opts), || cmd.spawn())?;
         let pid = child.id();
         Ok(ProcessTree::new(Root::Std(child), pid, prepared, &opts))
     }
@@ -313,15 +316,8 @@ impl ProcessTree {
     /// # Ok(()) }
     /// ```
     pub fn spawn_tokio(cmd: &mut tokio::process::Command, opts: TreeOptions) -> io::Result<ProcessTree> {
-        let mut prepared = prepare(cmd.as_std_mut(), &opts);
-        let child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                abandon(prepared);
-                return Err(e);
-            }
-        };
-        drop(prepared.join.take());
+        let prepared = prepare(cmd.as_std_mut(), &opts);
+        let (child, prepared) = spawn_prepared(prepared, || cmd.spawn())?;
         let pid = child.id().ok_or_else(|| io::Error::other("the child exited before its pid was read"))?;
         Ok(ProcessTree::new(Root::Tokio(child), pid, prepared, &opts))
     }
