@@ -152,7 +152,7 @@ impl<'d> Transaction<'d> {
                 };
             }
         }
-        log.append(self.dir, Record::Commit)?;
+        log.append(Record::Commit)?;
         finish_commit(self.dir, &log.records);
         log.remove();
         Ok(())
@@ -173,7 +173,7 @@ impl<'d> Transaction<'d> {
                 self.set_aside(to, log)?;
                 let (from_dir, from_name) = self.dir.parent_of(from)?;
                 let (to_dir, to_name) = self.dir.parent_of(to)?;
-                log.append(self.dir, Record::Move { from: from.clone(), to: to.clone() })?;
+                log.append(Record::Move { from: from.clone(), to: to.clone() })?;
                 rustix::fs::renameat(&from_dir, from_name.as_os_str(), &to_dir, to_name.as_os_str())
                     .map_err(|e| FsError::io("move", &self.dir.path().join(from), e.into()))
             }
@@ -204,7 +204,7 @@ impl<'d> Transaction<'d> {
             .ok()
             .map(|st| Mode::from_raw_mode(st.st_mode) & Mode::from_raw_mode(0o7777));
         let hidden = names::make(&name, Kind::Aside);
-        log.append(self.dir, Record::Aside { rel: path.to_owned(), hidden: hidden.clone() })?;
+        log.append(Record::Aside { rel: path.to_owned(), hidden: hidden.clone() })?;
         match rustix::fs::renameat(&dir, name.as_os_str(), &dir, hidden.as_os_str()) {
             Ok(()) => Ok(Some(mode)),
             Err(rustix::io::Errno::NOENT) => Ok(None),
@@ -217,7 +217,7 @@ impl<'d> Transaction<'d> {
     fn create(&self, path: &Path, data: &[u8], mode: Option<Mode>, log: &mut Intent) -> Result<(), FsError> {
         let (dir, name) = self.dir.parent_of(path)?;
         let full = self.dir.path().join(path);
-        log.append(self.dir, Record::Create { rel: path.to_owned() })?;
+        log.append(Record::Create { rel: path.to_owned() })?;
         let fd = rustix::fs::openat(
             &dir,
             name.as_os_str(),
@@ -324,13 +324,13 @@ impl Intent {
     }
 
     /// Appends `record` and makes it durable before the caller acts on it.
-    fn append(&mut self, dir: &Dir, record: Record) -> Result<(), FsError> {
+    fn append(&mut self, record: Record) -> Result<(), FsError> {
         let mut line = encode(&record);
         line.push(b'\n');
         self.file
             .write_all(&line)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| FsError::io("write intent record", &dir.path().join(&self.name), e))?;
+            .map_err(|e| FsError::io("write intent record", &self.path, e))?;
         self.records.push(record);
         Ok(())
     }
@@ -365,7 +365,7 @@ fn undo(dir: &Dir, log: &mut Intent) -> Result<(), String> {
         };
         match result {
             Ok(()) => {
-                if let Err(e) = log.append(dir, Record::Undone(n)) {
+                if let Err(e) = log.append(Record::Undone(n)) {
                     failed.push(e.to_string());
                     break;
                 }

@@ -605,18 +605,15 @@ impl<'a> Ladder<'a> {
                 self.poll = POLL;
                 None
             }
-            Phase::Kill(_) if cgroup.is_some() => {
-                // Whatever forked since: the whole cgroup again.
+            Phase::Kill(at) => {
+                // Whatever forked since: the whole cgroup again (the fallback signals each new
+                // member above).
                 if let Some(cg) = cgroup {
                     cg.kill();
                 }
-                match self.phase {
-                    Phase::Kill(at) if at.elapsed() >= KILL_WAIT => Some(self.report(alive)),
-                    _ => None,
-                }
+                (at.elapsed() >= KILL_WAIT).then(|| self.report(alive))
             }
-            Phase::Kill(at) if at.elapsed() >= KILL_WAIT => Some(self.report(alive)),
-            _ => None,
+            Phase::Term => None,
         }
     }
 

@@ -9,7 +9,7 @@
 //!   `Registry::stale`, `Spawn::grace`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
 //!   `LeakCheck::timeout`, `Registry::watch_stale`, `Tracker::live_older_than`,
 //!   `StopFlag::wait_timeout`, `leak::Mode::Sampled`, `ScopeBuilder::{deadline,
-//!   action_timeout}`, `Scope::defer_async_within`;
+//!   action_timeout}`, `Scope::defer_async_within`, `saturating_deadline`;
 //! - closeout-process: `TreeOptions::grace`;
 //! - closeout-fs: `FileLock::{exclusive, shared, exclusive_in}`;
 //! - closeout-net: `Backoff::new`, `Backoff::delay`, `WsOptions::{heartbeat, timeout,
@@ -104,6 +104,23 @@ fn closeout_registry_inputs() {
         let report = r.teardown_blocking(Selection::All, TeardownOptions::new().max_concurrency(n));
         assert!(report.is_success() && r.is_empty(), "TeardownOptions::max_concurrency({n}): {report}");
     }
+}
+
+#[test]
+fn saturating_deadline_never_overflows() {
+    let now = std::time::Instant::now();
+    let mut last = now;
+    for d in DURATIONS {
+        let at = closeout::saturating_deadline(now, d);
+        assert!(at >= last, "{d:?}: later durations never give earlier deadlines");
+        if let Some(exact) = now.checked_add(d) {
+            assert_eq!(at, exact, "{d:?}: exact when it fits");
+        } else {
+            assert!(at > now + Duration::from_secs(3_000_000_000), "{d:?}: saturates far away");
+        }
+        last = at;
+    }
+    assert_eq!(closeout::saturating_deadline(now, Duration::ZERO), now);
 }
 
 #[test]

@@ -453,7 +453,7 @@ fn a_cleanup_that_re_registers_itself_cannot_keep_a_run_going_forever() {
                 .filter(|e| matches!(e.status(), Status::Skipped(SkipReason::RunLimit { .. })))
                 .collect();
             assert_eq!(skipped.len(), 1, "async={is_async} mc={mc}: {}", report.totals());
-            assert_eq!(report.totals().ok, 1 + closeout_min_late_limit(), "async={is_async} mc={mc}");
+            assert_eq!(report.totals().ok, 1 + MIN_LATE_LIMIT, "async={is_async} mc={mc}");
             assert_eq!(r.len(), 1, "the rest stays registered");
             // A later teardown takes it (and the chain goes on, bounded again).
             let again = within(Duration::from_secs(30), {
@@ -466,10 +466,8 @@ fn a_cleanup_that_re_registers_itself_cannot_keep_a_run_going_forever() {
     }
 }
 
-/// `MIN_LATE_LIMIT` (16,384): the most one run of a one-resource registry takes in.
-fn closeout_min_late_limit() -> usize {
-    16_384
-}
+/// The engine's `MIN_LATE_LIMIT`: the most one run of a one-resource registry takes in.
+const MIN_LATE_LIMIT: usize = 16_384;
 
 /// An observer that blocks does not make a teardown overrun its deadline: it runs on a thread
 /// of its own, and the teardown waits for it only until the deadline.

@@ -96,8 +96,8 @@ pub(crate) struct Inner {
     observer: Option<Observer>,
     max_concurrency: usize,
     deadline: Option<Duration>,
-    /// Numbers tracked tasks, threads and timers: their ids are `name#n`. Not state the
-    /// teardown engine reads, so a plain atomic outside the lock.
+    /// Numbers tracked work asked to be numbered (`Spawn::numbered`, timers): `name#n`. Not
+    /// state the teardown engine reads, so a plain atomic outside the lock.
     spawned: std::sync::atomic::AtomicU64,
 }
 
