@@ -55,6 +55,30 @@ fn echo_server() -> SocketAddr {
     addr
 }
 
+/// The three kinds of work, each counting itself in `ran` when it finished.
+async fn sleep_then_count(ran: Arc<AtomicUsize>) {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    ran.fetch_add(1, Ordering::SeqCst);
+}
+
+async fn echo_then_count(addr: SocketAddr, ran: Arc<AtomicUsize>) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"bye!\n").await?;
+    let mut back = [0u8; 5];
+    s.read_exact(&mut back).await?;
+    ran.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+fn spin_then_count(ran: Arc<AtomicUsize>) {
+    let until = std::time::Instant::now() + Duration::from_millis(20);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    ran.fetch_add(1, Ordering::SeqCst);
+}
+
 /// Three cleanups of kind `work`, each counting itself in `ran`.
 fn cleanups(work: Work, addr: SocketAddr, ran: &Arc<AtomicUsize>) -> Vec<Resource> {
     (0..3)
@@ -62,27 +86,9 @@ fn cleanups(work: Work, addr: SocketAddr, ran: &Arc<AtomicUsize>) -> Vec<Resourc
             let ran = ran.clone();
             let id = format!("{work:?}-{i}");
             match work {
-                Work::Sleep => Resource::new_async(id, async move {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    ran.fetch_add(1, Ordering::SeqCst);
-                }),
-                Work::Socket => Resource::new_async(id, async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut s = tokio::net::TcpStream::connect(addr).await?;
-                    s.write_all(b"bye!\n").await?;
-                    let mut back = [0u8; 5];
-                    s.read_exact(&mut back).await?;
-                    ran.fetch_add(1, Ordering::SeqCst);
-                    Ok::<(), std::io::Error>(())
-                }),
-                Work::Spin => Resource::new(id, move || {
-                    let until = std::time::Instant::now() + Duration::from_millis(20);
-                    while std::time::Instant::now() < until {
-                        std::hint::spin_loop();
-                    }
-                    ran.fetch_add(1, Ordering::SeqCst);
-                })
-                .timeout(Duration::from_secs(5)),
+                Work::Sleep => Resource::new_async(id, sleep_then_count(ran)),
+                Work::Socket => Resource::new_async(id, echo_then_count(addr, ran)),
+                Work::Spin => Resource::new(id, move || spin_then_count(ran)).timeout(Duration::from_secs(5)),
             }
         })
         .collect()
@@ -99,39 +105,16 @@ fn release_both(work: Work, addr: SocketAddr) -> usize {
     assert!(report.is_success(), "{work:?}: {report}");
     let scope = Scope::new();
     for _ in 0..3 {
-        let ran2 = ran.clone();
+        let ran = ran.clone();
         match work {
             Work::Sleep => {
-                scope
-                    .defer_async(async move {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        ran2.fetch_add(1, Ordering::SeqCst);
-                    })
-                    .unwrap();
+                scope.defer_async(sleep_then_count(ran)).unwrap();
             }
             Work::Socket => {
-                scope
-                    .defer_async(async move {
-                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                        let mut s = tokio::net::TcpStream::connect(addr).await?;
-                        s.write_all(b"bye!\n").await?;
-                        let mut back = [0u8; 5];
-                        s.read_exact(&mut back).await?;
-                        ran2.fetch_add(1, Ordering::SeqCst);
-                        Ok::<(), std::io::Error>(())
-                    })
-                    .unwrap();
+                scope.defer_async(echo_then_count(addr, ran)).unwrap();
             }
             Work::Spin => {
-                scope
-                    .defer(move || {
-                        let until = std::time::Instant::now() + Duration::from_millis(20);
-                        while std::time::Instant::now() < until {
-                            std::hint::spin_loop();
-                        }
-                        ran2.fetch_add(1, Ordering::SeqCst);
-                    })
-                    .unwrap();
+                scope.defer(move || spin_then_count(ran)).unwrap();
             }
         }
     }
