@@ -3,12 +3,12 @@
 //! `Transaction::recover` leaves the tree at one whole version: no mix of versions, no missing
 //! or partly written target, no set-aside file or intent record left.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use closeout_fs::{Dir, Transaction};
+
+mod common;
 
 const SIZE: usize = 64 * 1024;
 
@@ -103,17 +103,7 @@ fn a_transaction_killed_at_random_moments_is_recovered_to_one_whole_version() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        assert!(
-            lines.by_ref().map_while(Result::ok).any(|l| l.contains("READY")),
-            "round {round}: helper never ready"
-        );
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_micros(seed % 20_000));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        common::kill_at_a_random_moment(&mut child, &mut seed);
         let finished = Transaction::recover(&dir).unwrap();
         assert!(finished.len() <= 1, "round {round}: at most the one transaction in flight: {finished:?}");
         if finished.is_empty() {

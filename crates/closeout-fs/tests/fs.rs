@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use closeout_fs::{AtomicFile, Dir, DirBuilder, FileLock, FsError, Transaction, recover};
 
+mod common;
+
 const A: u8 = b'a';
 const B: u8 = b'b';
 const SIZE: usize = 256 * 1024;
@@ -69,15 +71,7 @@ fn a_writer_killed_at_random_moments_never_leaves_a_mix_and_recovery_leaves_no_t
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        wait_for(&mut lines, "READY");
-        // xorshift: a kill somewhere in the next 0–20 ms.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_micros(seed % 20_000));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        common::kill_at_a_random_moment(&mut child, &mut seed);
         let content = std::fs::read(&target).unwrap();
         assert_eq!(content.len(), SIZE, "round {round}: torn length");
         let first = content[0];
