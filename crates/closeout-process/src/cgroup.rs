@@ -20,13 +20,19 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 
 /// Forces the fallback (process group and marker) when set to anything but `0`: for tests and
-/// for systems whose cgroups should not be touched.
+/// for systems whose cgroups should not be touched. Read once, at the process's first spawn.
 pub const NO_CGROUP_ENV: &str = "CLOSEOUT_NO_CGROUP";
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// Where this process's trees go: its own cgroup in the v2 hierarchy.
+/// Where this process's trees go: its own cgroup in the v2 hierarchy. Found once per process
+/// (reading `/proc` on every spawn would only find the same answer).
 pub(crate) fn parent() -> Result<PathBuf, String> {
+    static PARENT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    PARENT.get_or_init(discover).clone()
+}
+
+fn discover() -> Result<PathBuf, String> {
     if std::env::var(NO_CGROUP_ENV).is_ok_and(|v| v != "0") {
         return Err(format!("{NO_CGROUP_ENV} is set"));
     }
