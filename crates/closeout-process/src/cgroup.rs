@@ -11,7 +11,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,9 +110,80 @@ impl TreeCgroup {
     pub(crate) fn kill(&self) {
         if std::fs::write(self.path.join("cgroup.kill"), "1").is_err() {
             for pid in self.procs() {
-                let _ = crate::scan::signal(pid, rustix::process::Signal::KILL);
+                self.signal_member(pid, rustix::process::Signal::KILL);
             }
         }
+    }
+
+    /// A pidfd for `pid` if it is (or, as a zombie, was) a member of this cgroup: opened first,
+    /// checked second, so a member that exited and whose number was reused outside is never
+    /// taken for it. (A zombie still names the cgroup it died in.)
+    fn pin_member(&self, pid: u32) -> Option<OwnedFd> {
+        let p = rustix::process::Pid::from_raw(pid as i32)?;
+        let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let name = self.path.file_name()?.to_str()?;
+        own.lines()
+            .any(|l| l.starts_with("0::") && l.strip_suffix(name).is_some_and(|l| l.ends_with('/')))
+            .then_some(fd)
+    }
+
+    /// Sends `sig` to `pid` if it is still in this cgroup (see `pin_member`).
+    pub(crate) fn signal_member(&self, pid: u32, sig: rustix::process::Signal) {
+        if let Some(fd) = self.pin_member(pid) {
+            let _ = rustix::process::pidfd_send_signal(&fd, sig);
+        }
+    }
+
+    /// Reaps `pid` if it is a zombie child of ours (a member reparented to us as subreaper) that
+    /// died in this cgroup; anything else is left alone.
+    pub(crate) fn reap_member(&self, pid: u32) {
+        use rustix::process::{WaitId, WaitIdOptions, waitid};
+        if let Some(fd) = self.pin_member(pid) {
+            let _ = waitid(WaitId::PidFd(fd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG);
+        }
+    }
+
+    /// `cgroup.kill`, opened for writing ahead of time: the forced-exit last action writes `1`
+    /// to it (one system call, async-signal-safe). `None` before Linux 5.14 (no such file).
+    pub(crate) fn kill_handle(&self) -> Option<OwnedFd> {
+        let path = CString::new(self.path.join("cgroup.kill").as_os_str().as_bytes()).ok()?;
+        rustix::fs::open(path.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).ok()
+    }
+
+    /// Applies the limits (`pids.max`, `memory.max`) before anything joins. Each needs its
+    /// controller delegated: listed in the parent's `cgroup.controllers` and enabled in its
+    /// `cgroup.subtree_control` (enabled here if it is not yet).
+    pub(crate) fn limit(&self, parent: &Path, limits: &[(&'static str, u64)]) -> io::Result<()> {
+        for &(file, value) in limits {
+            let controller = file.split('.').next().unwrap_or(file);
+            let available = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+            if !available.split_whitespace().any(|c| c == controller) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "{file} needs the {controller} controller, which is not delegated to {} (it has: {})",
+                        parent.display(),
+                        if available.trim().is_empty() { "none" } else { available.trim() }
+                    ),
+                ));
+            }
+            let enabled = std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+            if !enabled.split_whitespace().any(|c| c == controller) {
+                std::fs::write(parent.join("cgroup.subtree_control"), format!("+{controller}")).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "enabling {controller} in {}: {e} (a cgroup with processes of its own cannot enable domain controllers)",
+                            parent.join("cgroup.subtree_control").display()
+                        ),
+                    )
+                })?;
+            }
+            std::fs::write(self.path.join(file), value.to_string())
+                .map_err(|e| io::Error::new(e.kind(), format!("writing {value} to {file}: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Freezes (`true`) or thaws every member (`cgroup.freeze`).

@@ -40,8 +40,16 @@
 //!     removes it. A SIGKILLed owner leaves an empty cgroup behind (the journal's reap, to come,
 //!     removes it).
 //!   - **fallback** (no writable cgroup v2, [`TreeOptions::cgroup`]`(false)`, or
-//!     [`NO_CGROUP_ENV`]): the process group plus the inherited marker found in `/proc`; a
-//!     process that clears its environment *and* leaves the group cannot be found.
+//!     [`NO_CGROUP_ENV`]): the process group plus the inherited marker found in `/proc`, each
+//!     pid checked against its start time before it is signalled; a process that clears its
+//!     environment *and* leaves the group cannot be found.
+//! - No busy wait: a stop sleeps on the child's pidfd and (cgroup mode) an inotify watch on
+//!   `cgroup.events`, and rescans with a back-off from 1 ms to 50 ms.
+//! - A forced exit (a second signal, a teardown past its deadline, with `closeout::hooks`)
+//!   still kills every tree that was not stopped: each keeps a
+//!   [`LastAction`](closeout::last_action::LastAction) ready from its spawn.
+//! - Limits: [`TreeOptions::max_pids`] and [`TreeOptions::max_memory`] need the controller
+//!   delegated; without it the spawn is refused, never started unlimited.
 //! - Daemons reparent to the nearest subreaper (often PID 1). Call [`become_subreaper`] to
 //!   have them reparent to this process, so that they are reaped here and no zombie is left
 //!   behind in a container whose PID 1 does not reap.
@@ -58,6 +66,7 @@ mod cgroup;
 mod pre_exec;
 mod scan;
 mod tree;
+mod wait;
 
 pub use cgroup::NO_CGROUP_ENV;
 pub use scan::MARKER;

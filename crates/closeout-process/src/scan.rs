@@ -35,26 +35,49 @@ pub(crate) fn state(pid: u32) -> Option<char> {
     stat.get(stat.rfind(')')? + 1..)?.split_whitespace().next()?.chars().next()
 }
 
-/// Whether `pid` exists and is not a zombie.
-pub(crate) fn alive(pid: u32) -> bool {
-    state(pid).is_some_and(|s| s != 'Z')
+/// When `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`): with the pid,
+/// it names one process for good, since a reused pid gets a later start time. `None` if gone.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (which may hold spaces and parentheses): field 3 is the state, so
+    // field 22 is the 20th after it.
+    stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Opens a pidfd for `pid` if it is still the process that started at `start`; `None` if it is
+/// gone or the number now belongs to another process. The pidfd pins the process: a check
+/// made through it cannot be fooled by a reuse that happens after it was opened.
+fn pin(pid: u32, start: u64) -> Option<std::os::fd::OwnedFd> {
+    let p = rustix::process::Pid::from_raw(pid as i32)?;
+    let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
+    // Opened first, checked second: if the start time still matches, `fd` is that process.
+    (start_time(pid) == Some(start)).then_some(fd)
+}
+
+/// Sends `sig` to `pid` only if it is still the process that started at `start` (a reused pid
+/// is never hit). True if it was sent.
+pub(crate) fn signal_checked(pid: u32, start: u64, sig: rustix::process::Signal) -> bool {
+    pin(pid, start).is_some_and(|fd| rustix::process::pidfd_send_signal(&fd, sig).is_ok())
 }
 
 /// Reaps `pid` if it is a zombie child of this process (a daemon reparented to us as
-/// subreaper); other processes are left alone.
-pub(crate) fn reap_if_ours(pid: u32) {
-    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG);
+/// subreaper) *and* still the process that started at `start`: another tree's child that got
+/// a reused number is left alone. True if it is gone for good (reaped, or not there any more).
+pub(crate) fn reap_checked(pid: u32, start: u64) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let Some(fd) = pin(pid, start) else { return true };
+    match waitid(WaitId::PidFd(std::os::fd::AsFd::as_fd(&fd)), WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+    {
+        Ok(Some(_)) => true,
+        Ok(None) => false,
+        // Not our child (reparented elsewhere): not ours to reap, and not ours to wait for.
+        Err(_) => !alive(pid),
     }
 }
 
-/// Sends `sig` to one process, ignoring one that is already gone.
-pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) -> io::Result<()> {
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return Ok(()) };
-    match rustix::process::kill_process(p, sig) {
-        Err(rustix::io::Errno::SRCH) | Ok(()) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+/// Whether `pid` exists and is not a zombie.
+pub(crate) fn alive(pid: u32) -> bool {
+    state(pid).is_some_and(|s| s != 'Z')
 }
 
 /// Sends `sig` to a process group, ignoring one that is already gone.
@@ -63,5 +86,31 @@ pub(crate) fn signal_group(pgid: u32, sig: rustix::process::Signal) -> io::Resul
     match rustix::process::kill_process_group(p, sig) {
         Err(rustix::io::Errno::SRCH) | Ok(()) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A start time that does not match means another process: never signalled, never reaped.
+    #[test]
+    fn a_pid_whose_start_time_differs_is_left_alone() {
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id();
+        let start = start_time(pid).expect("a running child has a start time");
+        for other in [start + 1, start.wrapping_sub(1), 0, u64::MAX] {
+            assert!(!signal_checked(pid, other, rustix::process::Signal::KILL));
+            assert!(!reap_checked(pid, other) || alive(pid), "reaped as someone else");
+        }
+        assert!(alive(pid), "signalled although its start time did not match");
+        assert!(signal_checked(pid, start, rustix::process::Signal::KILL));
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !reap_checked(pid, start) {
+            assert!(std::time::Instant::now() < until, "not reaped");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // Reaped through its pidfd: the `Child` finds nothing left to wait for.
+        assert!(child.try_wait().is_err() || !alive(pid));
     }
 }

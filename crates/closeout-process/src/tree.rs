@@ -1,13 +1,15 @@
 //! [`ProcessTree`]: a child process and everything it starts, stopped as one.
 
 use crate::lock;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use closeout::last_action::LastAction;
 use closeout::{Category, Resource, Scope};
 use rustix::process::Signal;
 
@@ -43,6 +45,8 @@ pub struct TreeOptions {
     new_session: bool,
     kill_with_parent: bool,
     cgroup: bool,
+    max_pids: Option<u64>,
+    max_memory: Option<u64>,
 }
 
 impl Default for TreeOptions {
@@ -54,7 +58,14 @@ impl Default for TreeOptions {
 impl TreeOptions {
     /// A new process group, [`DEFAULT_GRACE`], no new session, no parent-death signal.
     pub fn new() -> TreeOptions {
-        TreeOptions { grace: DEFAULT_GRACE, new_session: false, kill_with_parent: false, cgroup: true }
+        TreeOptions {
+            grace: DEFAULT_GRACE,
+            new_session: false,
+            kill_with_parent: false,
+            cgroup: true,
+            max_pids: None,
+            max_memory: None,
+        }
     }
 
     /// Time between SIGTERM and SIGKILL.
@@ -85,19 +96,65 @@ impl TreeOptions {
         self.cgroup = yes;
         self
     }
+
+    /// At most `n` processes in the tree at once (`pids.max`): a fork beyond it fails in the
+    /// tree (`EAGAIN`), so a fork bomb stays bounded. Needs the `pids` controller delegated;
+    /// without it (or without a cgroup) the spawn is refused with an
+    /// [`Unsupported`](std::io::ErrorKind::Unsupported) error naming what is missing, never
+    /// started without its limit.
+    ///
+    /// ```
+    /// use closeout_process::{ProcessTree, TreeOptions};
+    /// use std::process::Command;
+    /// match ProcessTree::spawn(Command::new("true").arg("x"), TreeOptions::new().max_pids(64)) {
+    ///     Ok(tree) => { tree.stop(); }
+    ///     Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "{e}"),
+    /// }
+    /// ```
+    pub fn max_pids(mut self, n: u64) -> TreeOptions {
+        self.max_pids = Some(n);
+        self
+    }
+
+    /// At most `bytes` of memory for the tree (`memory.max`; the kernel reclaims, then
+    /// OOM-kills inside the tree). Needs the `memory` controller delegated, as
+    /// [`max_pids`](TreeOptions::max_pids) needs `pids`.
+    pub fn max_memory(mut self, bytes: u64) -> TreeOptions {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    fn limits(&self) -> Vec<(&'static str, u64)> {
+        let pids = self.max_pids.map(|n| ("pids.max", n));
+        let memory = self.max_memory.map(|n| ("memory.max", n));
+        pids.into_iter().chain(memory).collect()
+    }
 }
 
 /// How a tree is contained, which decides what a stop can guarantee.
 ///
 /// - **`Cgroup`**: the tree has a cgroup v2 of its own, joined by the child before it ran
 ///   anything. Every process it starts is born inside and cannot leave it (leaving needs write
-///   access to another cgroup), whatever it does to its environment, process group or session;
-///   the stop ends with `cgroup.kill` (atomic, racing forks included) and counts the tree gone
-///   only when the kernel reports the cgroup empty, then removes it.
+///   access to another cgroup), whatever it does to its environment, process group or session.
+///   The stop ends with `cgroup.kill` (atomic, racing forks included) and counts the tree gone
+///   only when the kernel reports the cgroup empty (`populated 0`, watched with inotify), then
+///   removes it. Cannot catch: a member that moves itself into another cgroup it can write to
+///   (root, or a delegated subtree), or one handed to another service (a D-Bus activation,
+///   `systemd-run`) — neither was ever the tree's child in the kernel's eyes.
 /// - **`Fallback`**: no writable cgroup v2 (a container's read-only `/sys/fs/cgroup`, no
-///   delegation, `CLOSEOUT_NO_CGROUP`), with the reason. Members are the process group plus
-///   every process carrying the inherited marker; a process that clears its environment *and*
-///   leaves the group cannot be found, and processes forked between two scans can be missed.
+///   delegation, [`NO_CGROUP_ENV`](crate::NO_CGROUP_ENV)), with the reason. Members are the
+///   process group plus every process carrying the inherited marker; every signal to a
+///   member other than the child is checked against the start time recorded when it was first
+///   seen (through a pidfd, so a reused pid is never hit), and the group gets each signal too.
+///   Cannot catch: a process that clears its environment *and* leaves the group (`env -i
+///   setsid …`), and a process forked and gone between two scans (harmless) or forked after
+///   the last one (a fork racing the final SIGKILL). With [`become_subreaper`](crate::become_subreaper)
+///   double-forked daemons come back to this process and are reaped.
+///
+/// In both modes the direct child is held by a pidfd and reaped only when the stop ends, and
+/// a forced exit of this process (second signal, a teardown past its deadline — see
+/// `closeout::hooks`) kills the tree first through a
+/// [`LastAction`](closeout::last_action::LastAction) kept ready since the spawn.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Containment {
     /// The tree's own cgroup, at this path.
@@ -169,6 +226,7 @@ enum Root {
 }
 
 impl Root {
+    /// Collects the exit status (reaps the child), if it exited.
     fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         match self {
             Root::Std(c) => c.try_wait(),
@@ -177,13 +235,22 @@ impl Root {
     }
 }
 
+/// The tree's state. Locks: `child`, `report` and `last` are each taken alone (never two at
+/// once), and none is held across a wait or a signal to the tree.
 struct Inner {
     child: Mutex<Root>,
     pid: u32,
+    /// The child's pidfd (Linux 5.3): signals and exit checks go through it, so they reach
+    /// this child and no process that reused its number. The child itself is reaped only at the
+    /// end of a stop, so until then its pid (and the group id) cannot be reused.
+    pidfd: Option<OwnedFd>,
     marker: String,
     cgroup: Option<crate::cgroup::TreeCgroup>,
     containment: Containment,
     grace: Duration,
+    /// Kept ready while the tree may run: a forced exit of this process kills the tree
+    /// (`cgroup.kill`, or SIGKILL to the group). Dropped when a stop ends.
+    last: Mutex<Option<LastAction>>,
     /// The first stop's report: stopping again returns it.
     report: Mutex<Option<StopReport>>,
 }
@@ -232,7 +299,7 @@ struct Prepared {
 
 /// Marks the command's environment, makes the tree's cgroup (when it can), and sets up the
 /// child's group or session.
-fn prepare(cmd: &mut Command, opts: &TreeOptions) -> Prepared {
+fn prepare(cmd: &mut Command, opts: &TreeOptions) -> io::Result<Prepared> {
     let marker = format!("{}-{}", std::process::id(), NEXT_TREE.fetch_add(1, Ordering::Relaxed));
     cmd.env(scan::MARKER, &marker);
     let made = if opts.cgroup {
@@ -240,7 +307,7 @@ fn prepare(cmd: &mut Command, opts: &TreeOptions) -> Prepared {
             let cg = crate::cgroup::TreeCgroup::create(&parent)
                 .map_err(|e| format!("creating a cgroup in {}: {e}", parent.display()))?;
             match cg.procs_for_join() {
-                Ok(fd) => Ok((cg, fd)),
+                Ok(fd) => Ok((cg, fd, parent)),
                 Err(e) => {
                     cg.remove();
                     Err(format!("opening {}: {e}", cg.path.join("cgroup.procs").display()))
@@ -249,6 +316,26 @@ fn prepare(cmd: &mut Command, opts: &TreeOptions) -> Prepared {
         })
     } else {
         Err("TreeOptions::cgroup(false)".to_owned())
+    };
+    let limits = opts.limits();
+    let made = match made {
+        Ok((cg, fd, parent)) => match cg.limit(&parent, &limits) {
+            Ok(()) => Ok((cg, fd)),
+            Err(e) => {
+                cg.remove();
+                return Err(e);
+            }
+        },
+        Err(why) if !limits.is_empty() => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "limits ({}) need the tree's own cgroup, and there is none: {why}",
+                    limit_names(&limits)
+                ),
+            ));
+        }
+        Err(why) => Err(why),
     };
     let (cgroup, join, containment) = match made {
         Ok((cg, fd)) => {
@@ -264,7 +351,11 @@ fn prepare(cmd: &mut Command, opts: &TreeOptions) -> Prepared {
     if !opts.new_session {
         std::os::unix::process::CommandExt::process_group(cmd, 0);
     }
-    Prepared { marker, cgroup, containment, join }
+    Ok(Prepared { marker, cgroup, containment, join })
+}
+
+fn limit_names(limits: &[(&'static str, u64)]) -> String {
+    limits.iter().map(|(file, n)| format!("{file} = {n}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Runs `spawn` for a prepared command: the join descriptor is closed once the child exists,
@@ -293,7 +384,7 @@ impl ProcessTree {
     ///
     /// What spawning returns (program not found, no permission, …).
     pub fn spawn(cmd: &mut Command, opts: TreeOptions) -> io::Result<ProcessTree> {
-        let (child, prepared) = spawn_prepared(prepare(cmd, &opts), || cmd.spawn())?;
+        let (child, prepared) = spawn_prepared(prepare(cmd, &opts)?, || cmd.spawn())?;
         let pid = child.id();
         Ok(ProcessTree::new(Root::Std(child), pid, prepared, &opts))
     }
@@ -316,7 +407,7 @@ impl ProcessTree {
     /// # Ok(()) }
     /// ```
     pub fn spawn_tokio(cmd: &mut tokio::process::Command, opts: TreeOptions) -> io::Result<ProcessTree> {
-        let prepared = prepare(cmd.as_std_mut(), &opts);
+        let prepared = prepare(cmd.as_std_mut(), &opts)?;
         let (child, prepared) = spawn_prepared(prepared, || cmd.spawn())?;
         let pid = child.id().ok_or_else(|| io::Error::other("the child exited before its pid was read"))?;
         Ok(ProcessTree::new(Root::Tokio(child), pid, prepared, &opts))
@@ -324,16 +415,51 @@ impl ProcessTree {
 
     fn new(root: Root, pid: u32, prepared: Prepared, opts: &TreeOptions) -> ProcessTree {
         let Prepared { marker, cgroup, containment, .. } = prepared;
+        // Opened before anything could reap the child, so it is this child's.
+        let pidfd = crate::wait::pidfd(pid).ok();
+        let last = match cgroup.as_ref().and_then(|cg| cg.kill_handle()) {
+            Some(fd) => LastAction::write_one(fd),
+            None => LastAction::kill_process_group(pid),
+        };
+        let last = last
+            .map_err(|e| tracing::warn!(pid, error = %e, "closeout-process: a forced exit will not kill this tree"))
+            .ok();
         ProcessTree {
             inner: Arc::new(Inner {
                 child: Mutex::new(root),
                 pid,
+                pidfd,
                 marker,
                 cgroup,
                 containment,
                 grace: opts.grace,
+                last: Mutex::new(last),
                 report: Mutex::new(None),
             }),
+        }
+    }
+
+    /// Whether the direct child has exited, without reaping it (through its pidfd); where there
+    /// is no pidfd, by reaping it (the status stays in the `Child`).
+    fn root_exited(&self) -> bool {
+        match self.inner.pidfd.as_ref().and_then(|fd| crate::wait::exited(fd.as_fd())) {
+            Some(exited) => exited,
+            None => self.child().try_wait().ok().flatten().is_some(),
+        }
+    }
+
+    /// Sends `sig` to the direct child: through its pidfd, else by pid (which is safe as long as
+    /// it is not reaped, and it is reaped only at the end of a stop).
+    fn signal_root(&self, sig: Signal) {
+        match &self.inner.pidfd {
+            Some(fd) => {
+                let _ = rustix::process::pidfd_send_signal(fd, sig);
+            }
+            None => {
+                if let Some(p) = rustix::process::Pid::from_raw(self.inner.pid as i32) {
+                    let _ = rustix::process::kill_process(p, sig);
+                }
+            }
         }
     }
 
@@ -364,7 +490,7 @@ impl ProcessTree {
     /// Whether any process of the tree is still running.
     pub fn is_running(&self) -> bool {
         let populated = self.inner.cgroup.as_ref().is_some_and(|cg| cg.populated());
-        populated || self.child().try_wait().ok().flatten().is_none() || !self.members().is_empty()
+        populated || !self.root_exited() || !self.members().is_empty()
     }
 
     /// Freezes every process of the tree (`cgroup.freeze`; in the fallback, SIGSTOP to the
@@ -401,11 +527,16 @@ impl ProcessTree {
     /// tree was stopped before).
     pub fn stop(&self) -> StopReport {
         let mut ladder = Ladder::new(self);
+        let mut wake = ladder.wake();
         loop {
             if let Some(report) = ladder.step() {
                 return self.finish(report);
             }
-            std::thread::sleep(ladder.pause());
+            let pause = ladder.pause();
+            match wake.as_mut() {
+                Some(w) => w.wait(pause),
+                None => std::thread::sleep(pause),
+            }
         }
     }
 
@@ -413,11 +544,19 @@ impl ProcessTree {
     /// timers).
     pub async fn stop_async(&self) -> StopReport {
         let mut ladder = Ladder::new(self);
+        let mut wake = ladder.wake();
         loop {
             if let Some(report) = ladder.step() {
                 return self.finish(report);
             }
-            tokio::time::sleep(ladder.pause()).await;
+            let pause = ladder.pause();
+            wake = match wake {
+                Some(w) => w.wait_async(pause).await,
+                None => {
+                    tokio::time::sleep(pause).await;
+                    None
+                }
+            };
         }
     }
 
@@ -498,15 +637,45 @@ struct Ladder<'a> {
     tree: &'a ProcessTree,
     start: Instant,
     phase: Phase,
-    status: Option<ExitStatus>,
+    root_exited: bool,
+    /// Every process of the tree seen so far, with its start time (fallback; `None` in cgroup
+    /// mode, whose membership the kernel keeps): a pid is signalled and reaped only while it
+    /// still names that process.
+    seen: BTreeMap<u32, Option<u64>>,
+    /// Seen members that may still need reaping (fallback: daemons reparented to us).
+    unreaped: BTreeSet<u32>,
+    /// Seen members not known dead yet (fallback).
+    dying: BTreeSet<u32>,
     signalled: BTreeSet<u32>,
-    seen: BTreeSet<u32>,
     killed: Vec<u32>,
     first: bool,
     poll: Duration,
 }
 
 impl<'a> Ladder<'a> {
+    fn new(tree: &'a ProcessTree) -> Ladder<'a> {
+        Ladder {
+            tree,
+            start: Instant::now(),
+            phase: Phase::Term,
+            root_exited: false,
+            seen: BTreeMap::new(),
+            unreaped: BTreeSet::new(),
+            dying: BTreeSet::new(),
+            signalled: BTreeSet::new(),
+            killed: Vec::new(),
+            first: true,
+            poll: POLL,
+        }
+    }
+
+    /// What the stop sleeps on between looks: the child's pidfd and the cgroup's events.
+    fn wake(&self) -> Option<crate::wait::Wake> {
+        let inner = &self.tree.inner;
+        let events = inner.cgroup.as_ref().map(|cg| cg.path.join("cgroup.events"));
+        crate::wait::Wake::new(inner.pidfd.as_ref().map(|fd| fd.as_fd()), events.as_deref())
+    }
+
     /// The pause before the next look (a back-off from 1 ms to 50 ms).
     fn pause(&mut self) -> Duration {
         let now = self.poll;
@@ -517,17 +686,76 @@ impl<'a> Ladder<'a> {
         now
     }
 
-    fn new(tree: &'a ProcessTree) -> Ladder<'a> {
-        Ladder {
-            tree,
-            start: Instant::now(),
-            phase: Phase::Term,
-            status: None,
-            signalled: BTreeSet::new(),
-            seen: BTreeSet::new(),
-            killed: Vec::new(),
-            first: true,
-            poll: POLL,
+    /// The live members now, the child included while it runs. Fallback: records the start
+    /// time of each new one, and reaps the seen ones that died (if they are our children).
+    fn look(&mut self) -> Vec<u32> {
+        let inner = &self.tree.inner;
+        let pid = inner.pid;
+        if !self.root_exited {
+            self.root_exited = self.tree.root_exited();
+        }
+        let mut alive = match &inner.cgroup {
+            // The kernel's list of a cgroup holds no zombies, and an exited process leaves its
+            // cgroup at once; membership cannot be faked, so no start times are needed.
+            Some(cg) => {
+                let members = cg.procs();
+                for &p in &members {
+                    self.seen.entry(p).or_insert(None);
+                }
+                members
+            }
+            None => {
+                let members = scan::members(&inner.marker);
+                for &p in &members {
+                    if p != pid && !self.seen.contains_key(&p) {
+                        // Read right after the scan found it: if it already exited and its
+                        // number was reused, the start time is the stranger's and its
+                        // environment lacks the marker, so it is never found again.
+                        let start = scan::start_time(p);
+                        self.seen.insert(p, start);
+                        self.unreaped.insert(p);
+                    }
+                }
+                let mut live: BTreeSet<u32> = members.iter().copied().collect();
+                let seen = &self.seen;
+                // A member the scan lost may not be dead yet: an exiting process has no
+                // environment to read before it is a zombie. Gone means dead (a zombie, or not
+                // there), checked by pid and start time.
+                self.dying.retain(|p| {
+                    live.contains(p)
+                        || matches!(seen.get(p), Some(Some(start)) if scan::alive(*p) && scan::start_time(*p) == Some(*start))
+                });
+                self.dying.extend(live.iter().copied().filter(|&p| p != pid));
+                live.extend(self.dying.iter().copied());
+                self.unreaped.retain(|p| {
+                    live.contains(p)
+                        || matches!(seen.get(p), Some(Some(start)) if !scan::reap_checked(*p, *start))
+                });
+                live.into_iter().collect()
+            }
+        };
+        self.seen.insert(pid, None);
+        alive.retain(|&p| p != pid);
+        if !self.root_exited {
+            alive.push(pid);
+        }
+        alive
+    }
+
+    /// Sends `sig` to `p`, a member: the child through its pidfd; others (fallback) only while
+    /// their start time still matches; cgroup members only while they are still inside.
+    fn signal(&self, p: u32, sig: Signal) {
+        if p == self.tree.inner.pid {
+            self.tree.signal_root(sig);
+            return;
+        }
+        match (&self.tree.inner.cgroup, self.seen.get(&p)) {
+            (Some(cg), _) => cg.signal_member(p, sig),
+            (None, Some(Some(start))) => {
+                scan::signal_checked(p, *start, sig);
+            }
+            // No start time: it was gone before it could be named. Leave it.
+            (None, _) => {}
         }
     }
 
@@ -537,29 +765,8 @@ impl<'a> Ladder<'a> {
             return Some(done);
         }
         let pid = self.tree.inner.pid;
-        if self.status.is_none() {
-            self.status = self.tree.child().try_wait().ok().flatten();
-        }
+        let alive = self.look();
         let cgroup = self.tree.inner.cgroup.as_ref();
-        let members = self.tree.members();
-        self.seen.extend(members.iter().copied());
-        self.seen.insert(pid);
-        // The kernel's list of a cgroup holds no zombies, and an exited process leaves its
-        // cgroup at once, so in cgroup mode reaping waits for the report. In the fallback,
-        // daemons reparented to us (a subreaper) are reaped as they go, and the scan is checked.
-        let mut alive: Vec<u32> = if cgroup.is_some() {
-            members
-        } else {
-            for &p in &self.seen {
-                if p != pid {
-                    scan::reap_if_ours(p);
-                }
-            }
-            members.into_iter().filter(|&p| scan::alive(p)).collect()
-        };
-        if self.status.is_none() && !alive.contains(&pid) {
-            alive.push(pid);
-        }
         let sig = match self.phase {
             Phase::Term => Signal::TERM,
             Phase::Kill(_) => Signal::KILL,
@@ -568,6 +775,8 @@ impl<'a> Ladder<'a> {
         let graceful = !self.tree.inner.grace.is_zero();
         if self.first {
             self.first = false;
+            // The group too, so a member that cleared its environment still hears it. The group
+            // id is the child's pid, reserved until the child is reaped at the stop's end.
             if graceful {
                 let _ = scan::signal_group(pid, Signal::TERM);
             }
@@ -578,7 +787,7 @@ impl<'a> Ladder<'a> {
                 && !(cgroup.is_some() && sig == Signal::KILL)
                 && (graceful || sig == Signal::KILL)
             {
-                let _ = scan::signal(p, sig);
+                self.signal(p, sig);
             }
         }
         // In a cgroup, gone means the kernel says so (`populated 0`), not that our scan is empty.
@@ -593,7 +802,7 @@ impl<'a> Ladder<'a> {
                     Some(cg) => cg.kill(),
                     None => {
                         for &p in &alive {
-                            let _ = scan::signal(p, Signal::KILL);
+                            self.signal(p, Signal::KILL);
                         }
                     }
                 }
@@ -618,33 +827,49 @@ impl<'a> Ladder<'a> {
     }
 
     fn report(&mut self, survivors: Vec<u32>) -> StopReport {
-        if self.status.is_none() && survivors.is_empty() {
-            // Gone from the scan, so it is a zombie or about to be: collect it (bounded).
+        let inner = &self.tree.inner;
+        // Nothing of the tree runs any more (or what does cannot be killed): the forced-exit
+        // action goes now, before the child is reaped and its group id can be reused.
+        drop(lock(&inner.last).take());
+        let mut status = None;
+        if !survivors.contains(&inner.pid) {
+            // It exited (or is about to): collect it, bounded.
             let until = Instant::now() + Duration::from_secs(1);
-            while self.status.is_none() && Instant::now() < until {
-                self.status = self.tree.child().try_wait().ok().flatten();
-                if self.status.is_none() {
-                    std::thread::sleep(POLL);
+            loop {
+                status = self.tree.child().try_wait().ok().flatten();
+                if status.is_some() || Instant::now() >= until {
+                    break;
                 }
+                std::thread::sleep(POLL);
             }
         }
-        for &p in &self.seen {
-            scan::reap_if_ours(p);
+        match inner.cgroup.as_ref() {
+            // Every member is out of the cgroup by now: reap those that came back to us.
+            Some(cg) => {
+                for &p in self.seen.keys().filter(|&&p| p != inner.pid) {
+                    cg.reap_member(p);
+                }
+            }
+            None => {
+                let seen = &self.seen;
+                self.unreaped
+                    .retain(|p| matches!(seen.get(p), Some(Some(start)) if !scan::reap_checked(*p, *start)));
+            }
         }
         // The cgroup goes once the kernel says it is empty.
-        if let Some(cg) = self.tree.inner.cgroup.as_ref()
+        if let Some(cg) = inner.cgroup.as_ref()
             && survivors.is_empty()
             && !cg.populated()
         {
             cg.remove();
         }
         StopReport {
-            status: self.status,
-            seen: self.seen.iter().copied().collect(),
+            status,
+            seen: self.seen.keys().copied().collect(),
             killed: std::mem::take(&mut self.killed),
             survivors,
             took: self.start.elapsed(),
-            containment: self.tree.inner.containment.clone(),
+            containment: inner.containment.clone(),
         }
     }
 }

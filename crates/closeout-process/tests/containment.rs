@@ -146,3 +146,37 @@ fn the_report_says_which_mode_ran_and_why() {
         "{report:?}"
     );
 }
+
+/// A limit that cannot be applied refuses the spawn (the command never runs); where the
+/// controller is delegated, the limit is in the tree's cgroup before its first process.
+#[test]
+fn limits_are_applied_or_the_spawn_is_refused() {
+    for (mode, opts) in modes() {
+        let dir = std::env::temp_dir().join(format!("closeout-limit-{}-{mode}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let script = format!("touch {}; sleep 60", dir.display());
+        for (what, opts) in
+            [("pids", opts.clone().max_pids(32)), ("memory", opts.clone().max_memory(64 << 20))]
+        {
+            match ProcessTree::spawn(Command::new("sh").args(["-c", &script]), opts) {
+                Ok(tree) => {
+                    let Containment::Cgroup(path) = tree.containment().clone() else {
+                        panic!("{mode}: a limit without a cgroup")
+                    };
+                    let file = if what == "pids" { "pids.max" } else { "memory.max" };
+                    let value = std::fs::read_to_string(path.join(file)).unwrap();
+                    assert_eq!(value.trim(), if what == "pids" { "32" } else { "67108864" });
+                    tree.stop();
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "{mode}/{what}: {e}");
+                    let text = e.to_string();
+                    assert!(text.contains(what) || text.contains("cgroup"), "{mode}/{what}: {text}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    assert!(!dir.exists(), "{mode}/{what}: the command ran although its limit was refused");
+                }
+            }
+            let _ = std::fs::remove_file(&dir);
+        }
+    }
+}

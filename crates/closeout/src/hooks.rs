@@ -36,6 +36,10 @@
 //! - After [`uninstall`](HookGuard::uninstall) the signals get their default action back
 //!   (terminate). signal-hook cannot restore a handler installed without it before
 //!   [`install`]; such a handler is not called again.
+//! - Whenever the hooks end the process after a signal (the teardown done, a second signal,
+//!   the deadline passed, a third signal in the handler itself), they first run every
+//!   [`last_action`](crate::last_action) still registered: every child process tree that was
+//!   not stopped yet is killed (`cgroup.kill`, or SIGKILL to its group), so none is orphaned.
 //! - Nothing here runs on SIGKILL, `std::process::exit` or `abort`: no process can.
 //!
 //! # Invariants
@@ -603,6 +607,23 @@ fn default_flag() -> Arc<AtomicBool> {
 
 use crate::sync::lock_std as lock;
 
+/// The handler of a signal once [`ARMED`] is set: the last actions (a tree's `cgroup.kill`,
+/// …), then the signal's default action. Both are async-signal-safe (system calls only).
+#[allow(unsafe_code)]
+fn register_armed_default(sig: i32, armed: Arc<AtomicBool>) -> std::io::Result<()> {
+    let action = move || {
+        if armed.load(Ordering::SeqCst) {
+            #[cfg(target_os = "linux")]
+            crate::last_action::run_all();
+            let _ = signal_hook::low_level::emulate_default_handler(sig);
+        }
+    };
+    // SAFETY: the action only loads an atomic and makes system calls (`last_action::run_all`
+    // is async-signal-safe by its contract; `emulate_default_handler` is signal-hook's own
+    // signal-safe default action); it allocates nothing and takes no lock.
+    unsafe { signal_hook::low_level::register(sig, action) }.map(drop)
+}
+
 /// Registers, once per signal, the default action that runs when [`ARMED`] is set.
 fn arm_defaults(signals: &[i32]) -> Result<(), HookError> {
     let armed = ARMED.get_or_init(default_flag);
@@ -610,7 +631,7 @@ fn arm_defaults(signals: &[i32]) -> Result<(), HookError> {
     let mut done = lock(&DEFAULTS);
     for &sig in signals {
         if !done.contains(&sig) {
-            signal_hook::flag::register_conditional_default(sig, Arc::clone(armed))
+            register_armed_default(sig, Arc::clone(armed))
                 .map_err(|source| HookError::Os { what: "registering a signal handler", source })?;
             done.push(sig);
         }
@@ -773,6 +794,9 @@ fn dispatch_signals(mut signals: Signals, dispatch: &Arc<Dispatch>) {
 /// Ends the process as the signal's default action would, so the parent sees the signal; if
 /// that action does not end it, exits with `128 + n`.
 fn exit_with(signal: Signal) -> ! {
+    // A forced exit or not, what is still registered must not outlive us (child trees).
+    #[cfg(target_os = "linux")]
+    crate::last_action::run_all();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let _ = signal_hook::low_level::emulate_default_handler(signal.0);

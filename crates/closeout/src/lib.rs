@@ -135,6 +135,8 @@ mod clock;
 mod error;
 #[cfg(all(feature = "hooks", unix, not(loom)))]
 pub mod hooks;
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod last_action;
 #[cfg(not(loom))]
 pub mod leak;
 mod local_scope;
