@@ -139,7 +139,15 @@ impl TreeCgroup {
     /// died in this cgroup; anything else is left alone.
     pub(crate) fn reap_member(&self, pid: u32) {
         use rustix::process::{WaitId, WaitIdOptions, waitid};
-        if let Some(fd) = self.pin_member(pid) {
+        let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return };
+        // Cheap checks first (most members were reaped by their own parents, or are not our
+        // children): only a zombie child of ours gets its cgroup read.
+        let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else { return };
+        let peek = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        if !matches!(waitid(WaitId::PidFd(fd.as_fd()), peek), Ok(Some(_))) {
+            return;
+        }
+        if self.pin_member(pid).is_some() {
             let _ = waitid(WaitId::PidFd(fd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG);
         }
     }

@@ -65,10 +65,19 @@ pub(crate) fn signal_checked(pid: u32, start: u64, sig: rustix::process::Signal)
 /// a reused number is left alone. True if it is gone for good (reaped, or not there any more).
 pub(crate) fn reap_checked(pid: u32, start: u64) -> bool {
     use rustix::process::{WaitId, WaitIdOptions, waitid};
-    let Some(fd) = pin(pid, start) else { return true };
-    match waitid(WaitId::PidFd(std::os::fd::AsFd::as_fd(&fd)), WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
-    {
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return true };
+    let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else { return true };
+    let fd = std::os::fd::AsFd::as_fd(&fd);
+    // A look that reaps nothing first; the start time is read only for a zombie child of ours.
+    let peek = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match waitid(WaitId::PidFd(fd), peek) {
+        Ok(Some(_)) if start_time(pid) == Some(start) => {
+            let _ = waitid(WaitId::PidFd(fd), WaitIdOptions::EXITED | WaitIdOptions::NOHANG);
+            true
+        }
+        // A zombie child of ours, but another process than the one we saw: not ours to reap.
         Ok(Some(_)) => true,
+        // Our child, still running.
         Ok(None) => false,
         // Not our child (reparented elsewhere): not ours to reap, and not ours to wait for.
         Err(_) => !alive(pid),

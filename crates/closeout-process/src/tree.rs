@@ -181,8 +181,12 @@ pub struct StopReport {
     /// Processes still alive after SIGKILL and its wait (uninterruptible sleep): reported, not
     /// waited on.
     pub survivors: Vec<u32>,
-    /// How long the stop took.
+    /// How long the stop took, the cgroup's removal included (an `rmdir` of a cgroup waits for
+    /// the kernel's RCU grace period: often 10–20 ms).
     pub took: Duration,
+    /// When the stop first saw every member gone (in cgroup mode: the kernel reported the
+    /// cgroup empty), from its start; `None` if something survived.
+    pub gone: Option<Duration>,
     /// How the tree was contained (and so what the stop could guarantee).
     pub containment: Containment,
 }
@@ -827,6 +831,7 @@ impl<'a> Ladder<'a> {
     }
 
     fn report(&mut self, survivors: Vec<u32>) -> StopReport {
+        let gone = survivors.is_empty().then(|| self.start.elapsed());
         let inner = &self.tree.inner;
         // Nothing of the tree runs any more (or what does cannot be killed): the forced-exit
         // action goes now, before the child is reaped and its group id can be reused.
@@ -869,6 +874,7 @@ impl<'a> Ladder<'a> {
             killed: std::mem::take(&mut self.killed),
             survivors,
             took: self.start.elapsed(),
+            gone,
             containment: inner.containment.clone(),
         }
     }

@@ -1,0 +1,98 @@
+//! Naming things so that a later, different thing with the same name is never taken for them:
+//! a process by its pid *and* start time, a file by its device and inode, a boot by its id.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// A process, exactly: its pid and its start time (clock ticks since boot, field 22 of
+/// `/proc/<pid>/stat`). A reused pid has a later start time, so it is a different process.
+///
+/// ```
+/// use closeout_journal::ProcessId;
+/// let me = ProcessId::current();
+/// assert!(me.is_alive());
+/// assert_eq!(ProcessId::of(me.pid), Some(me));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// The pid.
+    pub pid: u32,
+    /// Its start time, in clock ticks since boot.
+    pub start: u64,
+}
+
+impl ProcessId {
+    /// The running process `pid` (zombies included), if there is one.
+    pub fn of(pid: u32) -> Option<ProcessId> {
+        start_time(pid).map(|start| ProcessId { pid, start })
+    }
+
+    /// This process.
+    pub fn current() -> ProcessId {
+        static ME: std::sync::OnceLock<ProcessId> = std::sync::OnceLock::new();
+        *ME.get_or_init(|| {
+            let pid = std::process::id();
+            ProcessId { pid, start: start_time(pid).unwrap_or(0) }
+        })
+    }
+
+    /// Whether this process still exists (as itself, not a reuse of its pid).
+    pub fn is_alive(self) -> bool {
+        start_time(self.pid) == Some(self.start)
+    }
+}
+
+/// A process's start time, `None` if it is gone.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: skip past its end, to
+    // field 3; field 22 is the 20th after it.
+    stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A file system object, exactly: device and inode, read without following a symlink.
+///
+/// ```
+/// use closeout_journal::FileId;
+/// let dir = tempfile::tempdir()?;
+/// let id = FileId::of(dir.path())?;
+/// assert_eq!(FileId::of(dir.path())?, id);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileId {
+    /// The device.
+    pub dev: u64,
+    /// The inode.
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The object at `path` (a symlink itself, not its target).
+    ///
+    /// # Errors
+    ///
+    /// What `lstat` returns.
+    pub fn of(path: &Path) -> std::io::Result<FileId> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(FileId { dev: meta.dev(), ino: meta.ino() })
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`): records from another boot name
+/// processes that a reboot killed already, and pids that mean nothing now.
+///
+/// ```
+/// assert_eq!(closeout_journal::boot_id().len(), 36);
+/// ```
+pub fn boot_id() -> String {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
+    .clone()
+}
