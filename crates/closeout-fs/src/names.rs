@@ -10,7 +10,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The longest file name Linux filesystems take, in bytes.
@@ -46,35 +45,7 @@ impl Kind {
 
 /// A process, exactly: its pid and its start time, so a later process with the same pid is
 /// a different owner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Owner {
-    pub(crate) pid: u32,
-    start: u64,
-}
-
-impl Owner {
-    /// This process.
-    pub(crate) fn current() -> Owner {
-        static ME: OnceLock<Owner> = OnceLock::new();
-        *ME.get_or_init(|| {
-            let pid = std::process::id();
-            Owner { pid, start: start_time(pid).unwrap_or(0) }
-        })
-    }
-
-    /// Whether this owner is still running: the pid exists and started at the same time.
-    pub(crate) fn is_alive(self) -> bool {
-        start_time(self.pid) == Some(self.start)
-    }
-}
-
-/// A process's start time (field 22 of `/proc/<pid>/stat`), in clock ticks since boot.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: skip past its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
+pub(crate) type Owner = closeout_journal::ProcessId;
 
 /// A new name of `kind` for a file made beside `name`, owned by this process; it always fits
 /// in a file name.

@@ -1,10 +1,15 @@
 //! Temp directories released by a [`Scope`] or a [`Registry`]: removed at release like every
 //! other resource — on return, on error, on panic, and on SIGINT/SIGTERM when
 //! [`closeout::hooks`] are installed (tempfile alone removes nothing on Ctrl-C: tempfile#452).
+//! With a default journal set ([`closeout_journal::Journal::set_default`]), each one is
+//! recorded before it is made, so a reap removes it after a SIGKILL too.
 
 use std::path::PathBuf;
 
+use std::os::unix::fs::DirBuilderExt;
+
 use closeout::{Category, Registry, Resource, Scope};
+use closeout_journal::{Entry, FileId, Journal, PathKind, ProcessId, Resource as Record};
 
 use crate::error::FsError;
 
@@ -65,6 +70,71 @@ pub fn temp_dir_in(registry: &Registry, id: impl Into<String>) -> Result<PathBuf
     Ok(path)
 }
 
-fn new_temp_dir() -> Result<tempfile::TempDir, FsError> {
-    tempfile::tempdir().map_err(|e| FsError::io("create temp dir", &std::env::temp_dir(), e))
+/// A temp dir: tempfile's, or (with a default journal) one recorded before it was made.
+enum TempDir {
+    Plain(tempfile::TempDir),
+    Journaled { path: PathBuf, entry: Entry },
+}
+
+impl TempDir {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            TempDir::Plain(dir) => dir.path(),
+            TempDir::Journaled { path, .. } => path,
+        }
+    }
+
+    /// Removes it (and releases its record once it is gone).
+    fn close(self) -> std::io::Result<()> {
+        match self {
+            TempDir::Plain(dir) => dir.close(),
+            TempDir::Journaled { path, entry } => {
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    // The record stays: a reap will try again.
+                    Err(e) => return Err(e),
+                }
+                entry.release().map_err(|(_, e)| std::io::Error::other(e))
+            }
+        }
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn new_temp_dir() -> Result<TempDir, FsError> {
+    let base = std::env::temp_dir();
+    let Some(journal) = Journal::current() else {
+        return tempfile::tempdir().map(TempDir::Plain).map_err(|e| FsError::io("create temp dir", &base, e));
+    };
+    // The name carries this process's pid and start time, so a reap that finds only the intent
+    // (the owner died while making it) can tell the directory is ours.
+    let me = ProcessId::current();
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = base.join(format!("closeout-{}.{}-{n}", me.pid, me.start));
+        let intent = Record::Path { path: path.clone(), what: PathKind::Dir, id: None };
+        let entry = journal
+            .record(intent)
+            .map_err(|e| FsError::io("record temp dir", &path, std::io::Error::other(e)))?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {
+                let id = FileId::of(&path).map_err(|e| FsError::io("create temp dir", &path, e))?;
+                let done = Record::Path { path: path.clone(), what: PathKind::Dir, id: Some(id) };
+                entry
+                    .complete(done)
+                    .map_err(|e| FsError::io("record temp dir", &path, std::io::Error::other(e)))?;
+                return Ok(TempDir::Journaled { path, entry });
+            }
+            // Someone else's: not ours to record; the next number.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = entry.release();
+            }
+            Err(e) => {
+                let _ = entry.release();
+                return Err(FsError::io("create temp dir", &path, e));
+            }
+        }
+    }
 }

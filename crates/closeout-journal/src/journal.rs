@@ -177,3 +177,35 @@ impl Entry {
         Ok(())
     }
 }
+
+/// The process's default journal (lock order: taken alone, never across a record).
+static DEFAULT: Mutex<Option<Journal>> = Mutex::new(None);
+
+impl Journal {
+    /// Makes this journal the process's default: from now on, closeout's managed resources —
+    /// process trees (`closeout-process`), temp dirs (`closeout-fs`) — record themselves in it
+    /// when they are created, with no code of yours. Returns the previous default.
+    ///
+    /// ```
+    /// use closeout_journal::Journal;
+    /// let state = tempfile::tempdir()?;
+    /// let journal = Journal::open(state.path())?;
+    /// journal.set_default();
+    /// assert!(Journal::current().is_some());
+    /// Journal::clear_default();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_default(&self) -> Option<Journal> {
+        DEFAULT.lock().unwrap_or_else(|p| p.into_inner()).replace(self.clone())
+    }
+
+    /// Removes the default journal (resources created from now on are not recorded); returns it.
+    pub fn clear_default() -> Option<Journal> {
+        DEFAULT.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// The default journal, if one is set.
+    pub fn current() -> Option<Journal> {
+        DEFAULT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -14,7 +14,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
@@ -22,8 +21,6 @@ use rustix::fs::{Mode, OFlags};
 /// Forces the fallback (process group and marker) when set to anything but `0`: for tests and
 /// for systems whose cgroups should not be touched. Read once, at the process's first spawn.
 pub const NO_CGROUP_ENV: &str = "CLOSEOUT_NO_CGROUP";
-
-static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Where this process's trees go: its own cgroup in the v2 hierarchy. Found once per process
 /// (reading `/proc` on every spawn would only find the same answer).
@@ -73,10 +70,15 @@ pub(crate) struct TreeCgroup {
 }
 
 impl TreeCgroup {
-    /// Makes a fresh child cgroup of `parent`.
-    pub(crate) fn create(parent: &Path) -> io::Result<TreeCgroup> {
-        let name = format!("closeout-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let path = parent.join(name);
+    /// Where the tree whose marker is `marker` gets its cgroup: `closeout-<marker>`, unique to
+    /// this process (the marker holds its pid and start time) and known before it is made, so
+    /// a journal can record it first.
+    pub(crate) fn plan(parent: &Path, marker: &str) -> PathBuf {
+        parent.join(format!("closeout-{marker}"))
+    }
+
+    /// Makes the planned cgroup.
+    pub(crate) fn create(path: PathBuf) -> io::Result<TreeCgroup> {
         std::fs::create_dir(&path)?;
         Ok(TreeCgroup { path })
     }

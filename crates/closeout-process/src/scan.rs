@@ -35,13 +35,10 @@ pub(crate) fn state(pid: u32) -> Option<char> {
     stat.get(stat.rfind(')')? + 1..)?.split_whitespace().next()?.chars().next()
 }
 
-/// When `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`): with the pid,
-/// it names one process for good, since a reused pid gets a later start time. `None` if gone.
+/// When `pid` started, in clock ticks since boot: with the pid, it names one process for good,
+/// since a reused pid gets a later start time. `None` if gone.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (which may hold spaces and parentheses): field 3 is the state, so
-    // field 22 is the 20th after it.
-    stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
+    closeout_journal::ProcessId::of(pid).map(|id| id.start)
 }
 
 /// Opens a pidfd for `pid` if it is still the process that started at `start`; `None` if it is

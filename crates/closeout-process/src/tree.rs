@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use closeout::last_action::LastAction;
 use closeout::{Category, Resource, Scope};
+use closeout_journal::{Entry, Journal, ProcessId, Resource as Record};
 use rustix::process::Signal;
 
 use crate::scan;
@@ -47,6 +48,7 @@ pub struct TreeOptions {
     cgroup: bool,
     max_pids: Option<u64>,
     max_memory: Option<u64>,
+    journal: Option<Journal>,
 }
 
 impl Default for TreeOptions {
@@ -65,6 +67,7 @@ impl TreeOptions {
             cgroup: true,
             max_pids: None,
             max_memory: None,
+            journal: None,
         }
     }
 
@@ -121,6 +124,28 @@ impl TreeOptions {
     /// [`max_pids`](TreeOptions::max_pids) needs `pids`.
     pub fn max_memory(mut self, bytes: u64) -> TreeOptions {
         self.max_memory = Some(bytes);
+        self
+    }
+
+    /// Records the tree in `journal` (its cgroup, group, marker and root, before the spawn), so
+    /// that a `closeout_journal::reap` kills it if this process dies without stopping it.
+    /// Without this, trees record themselves in the default journal if one is set
+    /// ([`Journal::set_default`]).
+    ///
+    /// ```
+    /// use closeout_journal::Journal;
+    /// use closeout_process::{ProcessTree, TreeOptions};
+    /// use std::process::Command;
+    /// let state = tempfile::tempdir()?;
+    /// let journal = Journal::open(state.path())?;
+    /// let tree = ProcessTree::spawn(Command::new("sleep").arg("60"), TreeOptions::new().journal(&journal))?;
+    /// assert_eq!(journal.live(), 1);
+    /// tree.stop();
+    /// assert_eq!(journal.live(), 0); // released once the tree is gone
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn journal(mut self, journal: &Journal) -> TreeOptions {
+        self.journal = Some(journal.clone());
         self
     }
 
@@ -255,6 +280,8 @@ struct Inner {
     /// Kept ready while the tree may run: a forced exit of this process kills the tree
     /// (`cgroup.kill`, or SIGKILL to the group). Dropped when a stop ends.
     last: Mutex<Option<LastAction>>,
+    /// The tree's journal record, released when a stop leaves nothing behind.
+    journal: Mutex<Option<Entry>>,
     /// The first stop's report: stopping again returns it.
     report: Mutex<Option<StopReport>>,
 }
@@ -295,6 +322,8 @@ static NEXT_TREE: AtomicU64 = AtomicU64::new(0);
 /// What `prepare` set up for one spawn.
 struct Prepared {
     marker: String,
+    /// The journal's record of the tree (intent written before anything was made).
+    entry: Option<Entry>,
     cgroup: Option<crate::cgroup::TreeCgroup>,
     containment: Containment,
     /// The open `cgroup.procs` the child writes itself into; closed once the spawn returned.
@@ -304,22 +333,40 @@ struct Prepared {
 /// Marks the command's environment, makes the tree's cgroup (when it can), and sets up the
 /// child's group or session.
 fn prepare(cmd: &mut Command, opts: &TreeOptions) -> io::Result<Prepared> {
-    let marker = format!("{}-{}", std::process::id(), NEXT_TREE.fetch_add(1, Ordering::Relaxed));
+    // Unique among every process of this boot: a reused pid has another start time.
+    let me = ProcessId::current();
+    let marker = format!("{}.{}-{}", me.pid, me.start, NEXT_TREE.fetch_add(1, Ordering::Relaxed));
     cmd.env(scan::MARKER, &marker);
-    let made = if opts.cgroup {
-        crate::cgroup::parent().and_then(|parent| {
-            let cg = crate::cgroup::TreeCgroup::create(&parent)
-                .map_err(|e| format!("creating a cgroup in {}: {e}", parent.display()))?;
-            match cg.procs_for_join() {
+    let parent =
+        if opts.cgroup { crate::cgroup::parent() } else { Err("TreeOptions::cgroup(false)".to_owned()) };
+    let planned = parent.as_ref().ok().map(|p| crate::cgroup::TreeCgroup::plan(p, &marker));
+    // The intent first: if this process dies from here on, a reap finds the cgroup and marker.
+    let entry = match opts.journal.clone().or_else(Journal::current) {
+        Some(journal) => {
+            let intent = Record::ProcessTree {
+                cgroup: planned.clone(),
+                marker: marker.clone(),
+                pgid: None,
+                pids: vec![],
+            };
+            Some(journal.record(intent).map_err(io::Error::other)?)
+        }
+        None => None,
+    };
+    let made = match (parent, planned) {
+        (Ok(parent), Some(planned)) => {
+            let cg = crate::cgroup::TreeCgroup::create(planned)
+                .map_err(|e| format!("creating a cgroup in {}: {e}", parent.display()));
+            cg.and_then(|cg| match cg.procs_for_join() {
                 Ok(fd) => Ok((cg, fd, parent)),
                 Err(e) => {
                     cg.remove();
                     Err(format!("opening {}: {e}", cg.path.join("cgroup.procs").display()))
                 }
-            }
-        })
-    } else {
-        Err("TreeOptions::cgroup(false)".to_owned())
+            })
+        }
+        (Err(why), _) => Err(why),
+        (Ok(_), None) => Err("no cgroup planned".to_owned()),
     };
     let limits = opts.limits();
     let made = match made {
@@ -327,10 +374,12 @@ fn prepare(cmd: &mut Command, opts: &TreeOptions) -> io::Result<Prepared> {
             Ok(()) => Ok((cg, fd)),
             Err(e) => {
                 cg.remove();
+                release(entry);
                 return Err(e);
             }
         },
         Err(why) if !limits.is_empty() => {
+            release(entry);
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(
@@ -355,7 +404,17 @@ fn prepare(cmd: &mut Command, opts: &TreeOptions) -> io::Result<Prepared> {
     if !opts.new_session {
         std::os::unix::process::CommandExt::process_group(cmd, 0);
     }
-    Ok(Prepared { marker, cgroup, containment, join })
+    Ok(Prepared { marker, entry, cgroup, containment, join })
+}
+
+/// Releases a journal record whose resource is gone (or never came to be). If the release
+/// cannot be written, the record stays, and a reap later finds nothing to do for it.
+fn release(entry: Option<Entry>) {
+    if let Some(entry) = entry
+        && let Err((_, e)) = entry.release()
+    {
+        tracing::warn!(error = %e, "closeout-process: a journal record could not be released");
+    }
 }
 
 fn limit_names(limits: &[(&'static str, u64)]) -> String {
@@ -376,6 +435,7 @@ fn spawn_prepared<C>(
             if let Some(cg) = prepared.cgroup.take() {
                 cg.remove();
             }
+            release(prepared.entry.take());
             Err(e)
         }
     }
@@ -418,7 +478,19 @@ impl ProcessTree {
     }
 
     fn new(root: Root, pid: u32, prepared: Prepared, opts: &TreeOptions) -> ProcessTree {
-        let Prepared { marker, cgroup, containment, .. } = prepared;
+        let Prepared { marker, entry, cgroup, containment, .. } = prepared;
+        if let Some(entry) = &entry {
+            // What the spawn produced: the group and the root by pid and start time.
+            let done = Record::ProcessTree {
+                cgroup: cgroup.as_ref().map(|cg| cg.path.clone()),
+                marker: marker.clone(),
+                pgid: Some(pid),
+                pids: ProcessId::of(pid).into_iter().collect(),
+            };
+            if let Err(e) = entry.complete(done) {
+                tracing::warn!(pid, error = %e, "closeout-process: the journal record stays an intent");
+            }
+        }
         // Opened before anything could reap the child, so it is this child's.
         let pidfd = crate::wait::pidfd(pid).ok();
         let last = match cgroup.as_ref().and_then(|cg| cg.kill_handle()) {
@@ -438,6 +510,7 @@ impl ProcessTree {
                 containment,
                 grace: opts.grace,
                 last: Mutex::new(last),
+                journal: Mutex::new(entry),
                 report: Mutex::new(None),
             }),
         }
@@ -861,12 +934,14 @@ impl<'a> Ladder<'a> {
                     .retain(|p| matches!(seen.get(p), Some(Some(start)) if !scan::reap_checked(*p, *start)));
             }
         }
-        // The cgroup goes once the kernel says it is empty.
-        if let Some(cg) = inner.cgroup.as_ref()
-            && survivors.is_empty()
-            && !cg.populated()
-        {
-            cg.remove();
+        // The cgroup goes once the kernel says it is empty; then the journal record goes, unless
+        // something is left for a reap.
+        let removed = match inner.cgroup.as_ref() {
+            Some(cg) => survivors.is_empty() && !cg.populated() && cg.remove(),
+            None => survivors.is_empty(),
+        };
+        if removed {
+            release(lock(&inner.journal).take());
         }
         StopReport {
             status,
