@@ -53,4 +53,4 @@ pub use dir::Dir;
 pub use error::FsError;
 pub use lock::FileLock;
 pub use temp::{temp_dir, temp_dir_in};
-pub use txn::Transaction;
+pub use txn::{TRANSACTION_KIND, Transaction, reap_transactions};

@@ -139,15 +139,38 @@ impl<'d> Transaction<'d> {
     /// [`Transaction::recover`] can finish the undo later). An [`FsError::Io`] before the first
     /// step if the intent record cannot be created.
     pub fn apply(self) -> Result<(), FsError> {
-        let mut log = Intent::create(self.dir)?;
+        // With a default journal, the transaction is recorded before its intent file exists, so
+        // a reap after a SIGKILL finishes it (`reap_transactions`) without anyone knowing the
+        // directory.
+        let entry =
+            match closeout_journal::Journal::current() {
+                Some(journal) => Some(journal.record(journal_record(self.dir.path())).map_err(|e| {
+                    FsError::io("record transaction", self.dir.path(), std::io::Error::other(e))
+                })?),
+                None => None,
+            };
+        let release = |entry: Option<closeout_journal::Entry>| {
+            if let Some(entry) = entry {
+                let _ = entry.release();
+            }
+        };
+        let mut log = match Intent::create(self.dir) {
+            Ok(log) => log,
+            Err(e) => {
+                release(entry);
+                return Err(e);
+            }
+        };
         for (index, step) in self.steps.iter().enumerate() {
             if let Err(source) = self.run(step, &mut log) {
                 let step = step.describe();
                 return match undo(self.dir, &mut log) {
                     Ok(()) => {
                         log.remove();
+                        release(entry);
                         Err(FsError::Step { index, step, source: Box::new(source) })
                     }
+                    // The intent record stays, and so does the journal's: a reap finishes it.
                     Err(undo) => Err(FsError::UndoFailed { index, step, source: Box::new(source), undo }),
                 };
             }
@@ -155,6 +178,7 @@ impl<'d> Transaction<'d> {
         log.append(Record::Commit)?;
         finish_commit(self.dir, &log.records);
         log.remove();
+        release(entry);
         Ok(())
     }
 
@@ -273,6 +297,41 @@ impl<'d> Transaction<'d> {
         }
         Ok(done)
     }
+}
+
+/// The kind of the journal records transactions make ([`reap_transactions`] reaps them).
+pub const TRANSACTION_KIND: &str = "closeout-fs/transaction";
+
+fn journal_record(dir: &Path) -> closeout_journal::Resource {
+    closeout_journal::Resource::Custom {
+        kind: TRANSACTION_KIND.to_owned(),
+        data: serde_json::json!({ "dir": dir.to_string_lossy() }),
+    }
+}
+
+/// The journal's handler for [`TRANSACTION_KIND`] records: [`Transaction::recover`] in the
+/// recorded directory (dead owners' transactions only, so it is safe to run twice).
+///
+/// ```
+/// use closeout_journal::ReapOptions;
+/// let opts = ReapOptions::new().handler(closeout_fs::TRANSACTION_KIND, closeout_fs::reap_transactions);
+/// # let _ = opts;
+/// ```
+///
+/// # Errors
+///
+/// The record names no directory, or the recovery failed (the record is then kept).
+pub fn reap_transactions(data: &serde_json::Value) -> Result<String, String> {
+    let dir = data.get("dir").and_then(|d| d.as_str()).ok_or("the record names no directory")?;
+    let dir = match Dir::open(dir) {
+        Ok(dir) => dir,
+        Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(format!("{dir} is gone: nothing to finish"));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let done = Transaction::recover(&dir).map_err(|e| e.to_string())?;
+    Ok(format!("{} transaction(s) finished in {}", done.len(), dir.path().display()))
 }
 
 /// The intent record of one transaction: an append-only file in the transaction's directory.

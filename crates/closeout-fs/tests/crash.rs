@@ -122,3 +122,53 @@ fn a_transaction_killed_at_random_moments_is_recovered_to_one_whole_version() {
         "200 kills: {rolled_back} inside a transaction (finished by recover), {advanced} between; last version {last}"
     );
 }
+
+/// Helper: as `txn_child`, with a default journal in `STATE`.
+#[test]
+fn txn_journal_child() {
+    let Ok(state) = std::env::var("CLOSEOUT_TXN_JOURNAL") else { return };
+    closeout_journal::Journal::open(state).unwrap().set_default();
+    let root = std::env::var("ROOT").unwrap();
+    let dir = Dir::confined(&root).unwrap();
+    let mut v = version(Path::new(&root));
+    println!("READY");
+    loop {
+        v += 1;
+        apply(&dir, v);
+    }
+}
+
+/// With a default journal, nobody needs to know the directory: `closeout_journal::reap` (with
+/// the transaction handler) finishes what a SIGKILLed owner left, and removes its journal.
+#[test]
+fn a_journaled_transaction_killed_at_random_moments_is_finished_by_a_reap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dir = Dir::confined(tmp.path()).unwrap();
+    for name in ["a", "b", "c", "m0", "x0"] {
+        std::fs::write(tmp.path().join(name), content(0)).unwrap();
+    }
+    let opts = closeout_journal::ReapOptions::new()
+        .handler(closeout_fs::TRANSACTION_KIND, closeout_fs::reap_transactions);
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut reaped = 0;
+    for round in 0..100 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "txn_journal_child", "--nocapture", "--test-threads=1"])
+            .env("CLOSEOUT_TXN_JOURNAL", state.path())
+            .env("ROOT", tmp.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::kill_at_a_random_moment(&mut child, &mut seed);
+        let store = closeout_journal::FileStore::open(state.path()).unwrap();
+        let report = closeout_journal::reap(&store, &opts).unwrap();
+        assert!(report.is_success(), "round {round}:\n{report}");
+        reaped += report.records().count();
+        version(tmp.path());
+        assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0, "round {round}: journal left");
+    }
+    assert!(Transaction::recover(&dir).unwrap().is_empty(), "a reap left a transaction unfinished");
+    assert!(reaped > 0, "no kill landed inside a transaction");
+    eprintln!("100 kills: {reaped} transaction record(s) reaped");
+}

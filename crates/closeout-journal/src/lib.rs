@@ -72,6 +72,6 @@ pub use dir::{STATE_DIR_ENV, default_state_dir};
 pub use error::JournalError;
 pub use identity::{FileId, ProcessId, boot_id};
 pub use journal::{Entry, Journal};
-pub use reap::{Outcome, OwnerListing, OwnerReap, ReapOptions, ReapReport, RecordReap, list, reap};
+pub use reap::{Handler, Outcome, OwnerListing, OwnerReap, ReapOptions, ReapReport, RecordReap, list, reap};
 pub use record::{Header, Line, MAX_COMMAND_TIMEOUT, PathKind, Record, Resource, replay};
 pub use store::{Claim, FileStore, OwnerKey, Store};

@@ -14,6 +14,7 @@
 //!   reaper that dies mid-reap can make the next one run a command again (at least once).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -26,11 +27,27 @@ use crate::store::{OwnerKey, Store};
 /// How long a reap waits for a killed tree to be gone.
 const GONE_WAIT: Duration = Duration::from_secs(5);
 
+/// Reaps one [`Resource::Custom`] record from its data: `Ok` with what it did, or `Err` with
+/// why not (the record is then kept for the next reap).
+pub type Handler = Arc<dyn Fn(&serde_json::Value) -> Result<String, String> + Send + Sync>;
+
 /// What a reap does.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ReapOptions {
     dry_run: bool,
     same_program: bool,
+    handlers: Vec<(String, Handler)>,
+}
+
+impl std::fmt::Debug for ReapOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<&str> = self.handlers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ReapOptions")
+            .field("dry_run", &self.dry_run)
+            .field("same_program", &self.same_program)
+            .field("handlers", &kinds)
+            .finish()
+    }
 }
 
 impl ReapOptions {
@@ -49,6 +66,23 @@ impl ReapOptions {
     /// service that reaps its own earlier, crashed runs when it starts.
     pub fn same_program(mut self, yes: bool) -> ReapOptions {
         self.same_program = yes;
+        self
+    }
+
+    /// Reaps [`Resource::Custom`] records of `kind` with `handler`. A custom record whose kind
+    /// has no handler fails (and is kept), so a later reap that knows it can finish it.
+    ///
+    /// ```
+    /// use closeout_journal::ReapOptions;
+    /// let opts = ReapOptions::new().handler("my-app/queue", |data| Ok(format!("drained {data}")));
+    /// # let _ = opts;
+    /// ```
+    pub fn handler(
+        mut self,
+        kind: impl Into<String>,
+        handler: impl Fn(&serde_json::Value) -> Result<String, String> + Send + Sync + 'static,
+    ) -> ReapOptions {
+        self.handlers.push((kind.into(), Arc::new(handler)));
         self
     }
 }
@@ -110,6 +144,8 @@ pub struct ReapReport {
     pub refused: Vec<(OwnerKey, String)>,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Logs of owners that died while making them (no record yet), removed.
+    pub swept: usize,
 }
 
 impl ReapReport {
@@ -171,6 +207,7 @@ fn kind(r: &Resource) -> &'static str {
         Resource::Path { what: PathKind::File, .. } => "file",
         Resource::Path { what: PathKind::Socket, .. } => "socket",
         Resource::Command { .. } => "command",
+        Resource::Custom { .. } => "custom",
     }
 }
 
@@ -224,6 +261,9 @@ pub fn list(store: &dyn Store) -> Result<Vec<OwnerListing>, JournalError> {
 /// ```
 pub fn reap(store: &dyn Store, opts: &ReapOptions) -> Result<ReapReport, JournalError> {
     let mut report = ReapReport { dry_run: opts.dry_run, ..ReapReport::default() };
+    if !opts.dry_run {
+        report.swept = store.sweep()?;
+    }
     let me = std::env::args().next().unwrap_or_default();
     let mine = ProcessId::current();
     for key in store.owners()? {
@@ -255,7 +295,7 @@ pub fn reap(store: &dyn Store, opts: &ReapOptions) -> Result<ReapReport, Journal
                 all_released = false;
                 continue;
             }
-            let outcome = reap_one(owner.as_ref(), &record);
+            let outcome = reap_one(owner.as_ref(), &record, opts);
             let line = match &outcome {
                 Outcome::Failed { error } => Line::Failed { id: record.id, error: error.clone() },
                 _ => Line::Release { id: record.id },
@@ -275,7 +315,7 @@ pub fn reap(store: &dyn Store, opts: &ReapOptions) -> Result<ReapReport, Journal
     Ok(report)
 }
 
-fn reap_one(owner: Option<&Header>, record: &Record) -> Outcome {
+fn reap_one(owner: Option<&Header>, record: &Record, opts: &ReapOptions) -> Outcome {
     match &record.resource {
         Resource::ProcessTree { cgroup, marker, pgid, pids } => {
             if owner.is_some_and(|h| h.boot_id != boot_id()) {
@@ -295,6 +335,16 @@ fn reap_one(owner: Option<&Header>, record: &Record) -> Outcome {
                 Err(error) => Outcome::Failed { error },
             }
         }
+        Resource::Custom { kind, data } => match opts.handlers.iter().find(|(k, _)| k == kind) {
+            Some((_, handler)) => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(data))) {
+                    Ok(Ok(detail)) => Outcome::Reaped { detail },
+                    Ok(Err(error)) => Outcome::Failed { error },
+                    Err(_) => Outcome::Failed { error: format!("the {kind} handler panicked") },
+                }
+            }
+            None => Outcome::Failed { error: format!("no handler for {kind} records in this reap; kept") },
+        },
     }
 }
 

@@ -10,7 +10,7 @@ use crate::identity::{FileId, ProcessId};
 /// An external resource, as much of it as is known at the time of the record: the intent
 /// names what is about to be created, the completion adds what creation produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Resource {
     /// A process tree: its cgroup (cgroup mode), its process group, the marker every member
@@ -43,6 +43,15 @@ pub enum Resource {
         args: Vec<String>,
         /// How long the reap lets it run, in milliseconds.
         timeout_ms: u64,
+    },
+    /// A resource another crate knows how to reap: `kind` names the handler a reap needs
+    /// ([`ReapOptions::handler`](crate::ReapOptions::handler)), `data` is the handler's. A
+    /// `closeout-fs` transaction is one (`closeout-fs/transaction`, its directory).
+    Custom {
+        /// Which handler reaps it.
+        kind: String,
+        /// What the handler needs.
+        data: serde_json::Value,
     },
 }
 

@@ -73,6 +73,16 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// The log could not be opened or read.
     fn claim(&self, key: &OwnerKey) -> Result<Option<Box<dyn Claim>>, JournalError>;
+
+    /// Removes what owners that died while making their log left (a log never put in view,
+    /// which holds no record yet); returns how many. Nothing by default.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read.
+    fn sweep(&self) -> Result<usize, JournalError> {
+        Ok(0)
+    }
 }
 
 /// A dead owner's log, held exclusively by one reaper.
@@ -236,6 +246,27 @@ impl Store for FileStore {
         };
         let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
         Ok(Some((alive, format::decode(&bytes).0)))
+    }
+
+    fn sweep(&self) -> Result<usize, JournalError> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir).map_err(io("reading", &self.dir))? {
+            let entry = entry.map_err(io("reading", &self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(".owner-") && name.ends_with(".journal.new")) {
+                continue;
+            }
+            let path = entry.path();
+            // A symlink or a vanished file: not ours to touch.
+            let Ok(file) = open(&path, OFlags::RDONLY, 0) else { continue };
+            // Locked: its owner is making it right now.
+            if rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive).is_ok()
+                && std::fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn claim(&self, key: &OwnerKey) -> Result<Option<Box<dyn Claim>>, JournalError> {

@@ -349,3 +349,43 @@ fn closeout_net_inputs() {
         });
     }
 }
+
+#[test]
+fn closeout_journal_inputs() {
+    use closeout_journal::{JournalError, MAX_COMMAND_TIMEOUT, Resource};
+    for d in DURATIONS {
+        let got = Resource::command("true", ["x"], d);
+        let valid = !d.is_zero() && d <= MAX_COMMAND_TIMEOUT;
+        match got {
+            Ok(Resource::Command { timeout_ms, .. }) => {
+                assert!(valid, "{d:?} accepted");
+                assert_eq!(u128::from(timeout_ms), d.as_millis(), "{d:?}");
+            }
+            Err(JournalError::Invalid(why)) => assert!(!valid && why.contains("timeout"), "{d:?}: {why}"),
+            other => panic!("{d:?}: {other:?}"),
+        }
+    }
+    assert!(matches!(Resource::command("", ["x"], Duration::from_secs(1)), Err(JournalError::Invalid(_))));
+}
+
+/// Limits take any count: applied where the controller is delegated, else the spawn is refused
+/// with a clear error; never a panic, never a tree started without its limit.
+#[test]
+fn closeout_process_limit_inputs() {
+    use closeout_process::{ProcessTree, TreeOptions};
+    for n in [0u64, 1, 64, i64::MAX as u64, u64::MAX] {
+        for opts in [
+            TreeOptions::new().max_pids(n),
+            TreeOptions::new().max_memory(n),
+            TreeOptions::new().cgroup(false).max_pids(n),
+        ] {
+            match ProcessTree::spawn(std::process::Command::new("sleep").arg("30"), opts) {
+                Ok(tree) => {
+                    tree.stop();
+                }
+                // Not delegated, no cgroup, or a value the kernel refuses: each names the limit.
+                Err(e) => assert!(e.to_string().contains(".max"), "{n}: {e}"),
+            }
+        }
+    }
+}

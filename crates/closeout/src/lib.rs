@@ -104,9 +104,20 @@
 //! # What cleanup cannot guarantee
 //!
 //! closeout runs cleanups from ordinary code paths, so it cannot run them when that code never
-//! runs:
-//! - `std::process::exit` and `std::process::abort` skip destructors and pending teardowns;
-//! - SIGKILL (and the OOM killer) stops the process without running anything;
+//! runs. What covers each case:
+//! - SIGKILL and the OOM killer stop the process without running anything. Covered by the
+//!   journal (`closeout-journal`): external resources recorded before they exist are reaped by
+//!   any later process (`closeout_journal::reap`) — child process trees killed, temp dirs and
+//!   transactions finished, recorded commands run. Not covered: a resource created without a
+//!   record (outside closeout, or before a journal was set), and in-process state, which dies
+//!   with the process anyway.
+//! - A reboot kills every process: the journal drops such records unsignalled (their pids mean
+//!   nothing in the new boot) and still removes recorded files.
+//! - A forced exit by the [`hooks`] (a second signal, a teardown past its deadline) skips the
+//!   remaining cleanups, but first runs every [`last_action`] — each child process tree is
+//!   killed, so none is orphaned.
+//! - `std::process::exit` and `std::process::abort` skip destructors, pending teardowns and
+//!   last actions; the journal's reap still finds what they left;
 //! - `std::mem::forget` on a [`Scope`], or a reference cycle holding one, means its `Drop`
 //!   never runs;
 //! - a panic with `panic = "abort"` ends the process at once;
