@@ -394,12 +394,21 @@ fn kill_tree(
     }
     // Again until a scan finds no one: a member can fork between a scan and its SIGKILL, and
     // its children carry the marker too (killed members fork no more, so this ends).
+    // "Nothing found" must hold three scans in a row, 2 ms apart: a process in the middle of
+    // an `exec` has no environment to read for a moment.
     let until = Instant::now() + GONE_WAIT;
+    let mut quiet = 0;
     loop {
         let found: Vec<ProcessId> = marked(marker).into_iter().filter(|p| running(*p)).collect();
         if found.is_empty() {
-            break;
+            quiet += 1;
+            if quiet == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
         }
+        quiet = 0;
         if Instant::now() >= until {
             return Err(format!("{} marked process(es) still running after {GONE_WAIT:?}", found.len()));
         }

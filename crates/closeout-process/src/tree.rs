@@ -282,6 +282,9 @@ struct Inner {
     last: Mutex<Option<LastAction>>,
     /// The tree's journal record, released when a stop leaves nothing behind.
     journal: Mutex<Option<Entry>>,
+    /// Members let go from the tree ([`ProcessTree::release_member`], fallback mode): never
+    /// signalled by a stop.
+    released: Mutex<BTreeSet<u32>>,
     /// The first stop's report: stopping again returns it.
     report: Mutex<Option<StopReport>>,
 }
@@ -511,6 +514,7 @@ impl ProcessTree {
                 grace: opts.grace,
                 last: Mutex::new(last),
                 journal: Mutex::new(entry),
+                released: Mutex::new(BTreeSet::new()),
                 report: Mutex::new(None),
             }),
         }
@@ -556,12 +560,134 @@ impl ProcessTree {
     }
 
     /// Every live process of the tree now, the child included while it runs: the cgroup's
-    /// members, or (fallback) every process carrying the marker.
+    /// members, or (fallback) every process carrying the marker (less the released ones).
     pub fn members(&self) -> Vec<u32> {
         match &self.inner.cgroup {
             Some(cg) => cg.procs(),
-            None => scan::members(&self.inner.marker),
+            None => {
+                let released = lock(&self.inner.released);
+                scan::members(&self.inner.marker).into_iter().filter(|p| !released.contains(p)).collect()
+            }
         }
+    }
+
+    /// Waits up to `timeout` for the direct child to exit, sleeping on its pidfd (woken the
+    /// moment it exits). It is not reaped: a stop collects its status. True if it exited.
+    ///
+    /// ```
+    /// use closeout_process::{ProcessTree, TreeOptions};
+    /// use std::time::Duration;
+    /// let tree = ProcessTree::spawn(&mut std::process::Command::new("true"), TreeOptions::new())?;
+    /// assert!(tree.wait_exit(Duration::from_secs(10)));
+    /// assert_eq!(tree.stop().status.and_then(|s| s.code()), Some(0));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
+        if self.root_exited() {
+            return true;
+        }
+        let until = closeout::saturating_deadline(Instant::now(), timeout);
+        let mut wake = crate::wait::Wake::new(self.inner.pidfd.as_ref().map(|fd| fd.as_fd()), None);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return self.root_exited();
+            }
+            // Without a pidfd, look every 10 ms.
+            let pause = if self.inner.pidfd.is_some() {
+                left.min(Duration::from_secs(1))
+            } else {
+                left.min(Duration::from_millis(10))
+            };
+            match wake.as_mut() {
+                Some(w) => w.wait(pause),
+                None => std::thread::sleep(pause),
+            }
+            if self.root_exited() {
+                return true;
+            }
+        }
+    }
+
+    /// Sends signal `sig` (a number, such as `libc::SIGUSR1`) to the direct child, through its
+    /// pidfd.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a number that is not a signal; the
+    /// OS's error.
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        let sig = to_signal(sig)?;
+        self.signal_root(sig);
+        Ok(())
+    }
+
+    /// Sends signal `sig` to every process of the tree: the cgroup's members, or (fallback) the
+    /// group and every marked process, each checked against its start time.
+    ///
+    /// # Errors
+    ///
+    /// As [`signal`](ProcessTree::signal).
+    pub fn signal_members(&self, sig: i32) -> io::Result<()> {
+        let sig = to_signal(sig)?;
+        self.signal_root(sig);
+        match &self.inner.cgroup {
+            Some(cg) => {
+                for p in cg.procs() {
+                    cg.signal_member(p, sig);
+                }
+            }
+            None => {
+                for p in self.members() {
+                    if let Some(start) = scan::start_time(p) {
+                        scan::signal_checked(p, start, sig);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGKILL to every process of the tree at once (`cgroup.kill`; in the fallback, the group
+    /// and every marked process), without a grace. A stop afterwards reaps and reports.
+    pub fn kill(&self) {
+        match &self.inner.cgroup {
+            Some(cg) => cg.kill(),
+            None => {
+                let _ = self.signal_members(Signal::KILL.as_raw());
+                if lock(&self.inner.released).is_empty() {
+                    let _ = scan::signal_group(self.inner.pid, Signal::KILL);
+                }
+            }
+        }
+    }
+
+    /// Lets `pid` go: it is no longer part of the tree, and no stop signals it (for a daemon
+    /// the user meant to keep). In cgroup mode it moves to this process's own cgroup; in the
+    /// fallback it is left out of every signal. In both, the stop no longer signals the process
+    /// group as a whole (the released process may still be in it).
+    ///
+    /// # Errors
+    ///
+    /// `pid` is not a member, or the OS refused the move.
+    pub fn release_member(&self, pid: u32) -> io::Result<()> {
+        if pid == self.inner.pid {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the tree's own child cannot be released",
+            ));
+        }
+        if !self.members().contains(&pid) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("pid {pid} is not in the tree")));
+        }
+        if self.inner.cgroup.is_some() {
+            let parent = crate::cgroup::parent().map_err(io::Error::other)?;
+            std::fs::write(parent.join("cgroup.procs"), pid.to_string())?;
+        }
+        // In both modes: it may still be in the tree's process group, which no stop signals as
+        // a whole from now on.
+        lock(&self.inner.released).insert(pid);
+        Ok(())
     }
 
     /// Whether any process of the tree is still running.
@@ -704,6 +830,12 @@ impl ProcessTree {
     }
 }
 
+/// A signal number as rustix's `Signal`, refusing numbers that are not signals.
+fn to_signal(sig: i32) -> io::Result<Signal> {
+    Signal::from_named_raw(sig)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{sig} is not a signal number")))
+}
+
 enum Phase {
     Term,
     Kill(Instant),
@@ -727,6 +859,8 @@ struct Ladder<'a> {
     killed: Vec<u32>,
     first: bool,
     poll: Duration,
+    /// Looks in a row that found the tree empty (the fallback needs two).
+    quiet: u32,
 }
 
 impl<'a> Ladder<'a> {
@@ -743,6 +877,7 @@ impl<'a> Ladder<'a> {
             killed: Vec::new(),
             first: true,
             poll: POLL,
+            quiet: 0,
         }
     }
 
@@ -782,7 +917,9 @@ impl<'a> Ladder<'a> {
                 members
             }
             None => {
-                let members = scan::members(&inner.marker);
+                let released = lock(&inner.released).clone();
+                let members: Vec<u32> =
+                    scan::members(&inner.marker).into_iter().filter(|p| !released.contains(p)).collect();
                 for &p in &members {
                     if p != pid && !self.seen.contains_key(&p) {
                         // Read right after the scan found it: if it already exited and its
@@ -838,6 +975,8 @@ impl<'a> Ladder<'a> {
 
     /// One look at the tree: signals what needs it; `Some` once nothing is left.
     fn step(&mut self) -> Option<StopReport> {
+        let released = lock(&self.tree.inner.released).clone();
+        let group = released.is_empty();
         if let Some(done) = lock(&self.tree.inner.report).clone() {
             return Some(done);
         }
@@ -854,7 +993,7 @@ impl<'a> Ladder<'a> {
             self.first = false;
             // The group too, so a member that cleared its environment still hears it. The group
             // id is the child's pid, reserved until the child is reaped at the stop's end.
-            if graceful {
+            if graceful && group {
                 let _ = scan::signal_group(pid, Signal::TERM);
             }
         }
@@ -868,12 +1007,18 @@ impl<'a> Ladder<'a> {
             }
         }
         // In a cgroup, gone means the kernel says so (`populated 0`), not that our scan is empty.
-        if alive.is_empty() && !cgroup.is_some_and(|cg| cg.populated()) {
+        // In the fallback, the scan must come back empty twice in a row: a member in the middle
+        // of an `exec` has no environment to read for a moment.
+        let empty = alive.is_empty() && !cgroup.is_some_and(|cg| cg.populated());
+        self.quiet = if empty { self.quiet + 1 } else { 0 };
+        if empty && (cgroup.is_some() || self.quiet >= 2) {
             return Some(self.report(Vec::new()));
         }
         match self.phase {
             Phase::Term if self.start.elapsed() >= self.tree.inner.grace => {
-                let _ = scan::signal_group(pid, Signal::KILL);
+                if group {
+                    let _ = scan::signal_group(pid, Signal::KILL);
+                }
                 match cgroup {
                     // One write kills every member, forks racing included.
                     Some(cg) => cg.kill(),
