@@ -90,6 +90,9 @@ pub(crate) struct RunReport {
     pub(crate) removed_files: usize,
     /// The whole run, in milliseconds.
     pub(crate) duration_ms: u64,
+    /// From the moment the command's exit (or the timeout) was seen to the moment nothing it
+    /// left was running any more, in microseconds.
+    pub(crate) cleanup_us: u64,
     /// Whether the run was in the journal (so a SIGKILL of closeout leaves it for `reap`).
     pub(crate) journaled: bool,
 }

@@ -96,6 +96,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     }
 
     // What it left: the tree's members (the command is gone), their sockets, files.
+    let ended = Instant::now();
     let mut left = LeftBehind::default();
     let pids = tree.members();
     left.processes = leftovers::processes(&pids);
@@ -109,6 +110,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
 
     // Stop what is left, on its own thread, while this one shows progress and still listens:
     // a second INT or TERM kills everything at once.
+    let stop_started = Instant::now();
     let stop = {
         let tree = tree.clone();
         std::thread::spawn(move || tree.stop())
@@ -128,6 +130,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     }
     progress.finish();
     let stopped = stop.join().map_err(|_| CliError::new("the stop panicked"))?;
+    // Until the kernel said the tree was empty (not counting the cgroup's removal).
+    let cleanup = stopped
+        .gone
+        .map_or_else(|| ended.elapsed(), |gone| (stop_started + gone).saturating_duration_since(ended));
     crate::zombies::reap_except(0);
 
     let mut removed_files = 0;
@@ -172,6 +178,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         survivors: stopped.survivors.clone(),
         removed_files,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        cleanup_us: u64::try_from(cleanup.as_micros()).unwrap_or(u64::MAX),
         journaled: journal.is_some(),
     };
     eprint!("{}", report.human(args.verbose));

@@ -209,3 +209,26 @@ impl Journal {
         DEFAULT.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
+
+impl Journal {
+    /// Opens the journal in `dir` for a service that restarts: first reaps the dead owners that
+    /// ran this same program (its earlier, crashed runs), then returns the journal and that
+    /// reap's report. Other programs' owners are left alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::open`]; a record that fails to reap is in the report, not an error.
+    ///
+    /// ```
+    /// let state = tempfile::tempdir()?;
+    /// let (journal, report) = closeout_journal::Journal::open_reaping_own(state.path())?;
+    /// assert!(report.is_success());
+    /// # let _ = journal;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_reaping_own(dir: impl AsRef<Path>) -> Result<(Journal, crate::ReapReport), JournalError> {
+        let store = FileStore::open(dir.as_ref())?;
+        let report = crate::reap(&store, &crate::ReapOptions::new().same_program(true))?;
+        Ok((Journal::with_store(store), report))
+    }
+}

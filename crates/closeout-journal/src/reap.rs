@@ -300,7 +300,9 @@ pub fn reap(store: &dyn Store, opts: &ReapOptions) -> Result<ReapReport, Journal
                 Outcome::Failed { error } => Line::Failed { id: record.id, error: error.clone() },
                 _ => Line::Release { id: record.id },
             };
-            let outcome = match claim.append(&line) {
+            // Reaping a tree or a path again is harmless; running a command again may not be.
+            let sync = matches!(record.resource, Resource::Command { .. } | Resource::Custom { .. });
+            let outcome = match claim.append(&line, sync) {
                 Ok(()) => outcome,
                 Err(e) => Outcome::Failed { error: format!("{outcome:?}, but recording that failed: {e}") },
             };
@@ -309,6 +311,8 @@ pub fn reap(store: &dyn Store, opts: &ReapOptions) -> Result<ReapReport, Journal
         }
         if all_released {
             done.removed = claim.remove().is_ok();
+        } else if let Err(e) = claim.sync() {
+            report.refused.push((done.key.clone(), format!("syncing the reap's records: {e}")));
         }
         report.owners.push(done);
     }

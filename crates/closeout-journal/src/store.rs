@@ -18,7 +18,11 @@
 //!
 //! J1. A visible owner file is locked by its live owner, or its owner is dead.
 //! J2. Only the holder of a file's lock appends to it or unlinks it.
-//! J3. Every line is durable (`fdatasync`) before the call that wrote it returns.
+//! J3. Every line an owner writes is durable (`fdatasync`) before the call that wrote it
+//!     returns. A reaper's releases of idempotent records (trees, paths) are synced once per
+//!     owner (or made moot by the file's removal); a crash of the reaper before that makes the
+//!     next reaper do them again, harmlessly. Releases of commands and custom records, which
+//!     may not be idempotent, are synced one by one.
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -90,12 +94,20 @@ pub trait Claim: Send {
     /// The complete lines of the log.
     fn lines(&self) -> &[Line];
 
-    /// Appends `line` durably (a release, a failure).
+    /// Appends `line` (a release, a failure): durably before it returns if `sync`, else by the
+    /// next synced append, [`sync`](Claim::sync) or removal.
     ///
     /// # Errors
     ///
     /// The write failed.
-    fn append(&mut self, line: &Line) -> Result<(), JournalError>;
+    fn append(&mut self, line: &Line, sync: bool) -> Result<(), JournalError>;
+
+    /// Makes every line appended so far durable.
+    ///
+    /// # Errors
+    ///
+    /// The sync failed.
+    fn sync(&mut self) -> Result<(), JournalError>;
 
     /// Removes the log (everything in it is released).
     ///
@@ -310,10 +322,18 @@ impl Claim for FileClaim {
         &self.lines
     }
 
-    fn append(&mut self, line: &Line) -> Result<(), JournalError> {
-        write_line(&mut self.file, &self.path, line)?;
+    fn append(&mut self, line: &Line, sync: bool) -> Result<(), JournalError> {
+        if sync {
+            write_line(&mut self.file, &self.path, line)?;
+        } else {
+            self.file.write_all(&format::encode(line)).map_err(io("appending to", &self.path))?;
+        }
         self.lines.push(line.clone());
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(io("syncing", &self.path))
     }
 
     fn remove(self: Box<Self>) -> Result<(), JournalError> {

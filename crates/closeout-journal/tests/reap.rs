@@ -405,3 +405,30 @@ fn symlinks_are_refused_with_a_clear_error() {
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     assert!(matches!(Journal::open(&open), Err(JournalError::Unsafe { .. })));
 }
+
+/// A restarted service reaps its own crashed runs at open, and leaves other programs' alone.
+#[test]
+fn open_reaping_own_reaps_this_programs_dead_runs_only() {
+    let root = tempfile::tempdir().unwrap();
+    let (state, work) = (root.path().join("state"), root.path().join("work"));
+    std::fs::create_dir_all(&work).unwrap();
+    // A dead run of this same program (the helper is this test binary).
+    run_helper("command", 5, &state, &work);
+    // A dead owner of another program: its header names another command line.
+    run_helper("command", 5, &state, &work);
+    let other = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let text = std::fs::read_to_string(&other).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let me = std::env::args().next().unwrap();
+    let json = header[9..].replace(&serde_json::to_string(&me).unwrap(), "\"/usr/bin/some-other-program\"");
+    std::fs::write(&other, format!("{:08x} {json}\n{rest}", crc32fast::hash(json.as_bytes()))).unwrap();
+    let (journal, report) = Journal::open_reaping_own(&state).unwrap();
+    assert!(report.is_success(), "{report}");
+    assert_eq!(report.records().count(), 1, "{report}");
+    let ran = std::fs::read_to_string(work.join("ran")).unwrap();
+    assert_eq!(ran.lines().count(), 1);
+    let left = list(&FileStore::open(&state).unwrap()).unwrap();
+    assert_eq!(left.len(), 1, "the other program's owner stays");
+    assert_eq!(left[0].owner.as_ref().unwrap().cmdline[0], "/usr/bin/some-other-program");
+    drop(journal);
+}

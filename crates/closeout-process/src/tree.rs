@@ -981,8 +981,16 @@ impl<'a> Ladder<'a> {
             return Some(done);
         }
         let pid = self.tree.inner.pid;
-        let alive = self.look();
         let cgroup = self.tree.inner.cgroup.as_ref();
+        if self.first
+            && self.tree.inner.grace.is_zero()
+            && let Some(cg) = cgroup
+        {
+            // No grace: the kill goes first, before even the first look (which reads every
+            // member), so the kernel starts on it at once. The look below finds them dying.
+            cg.kill();
+        }
+        let alive = self.look();
         let sig = match self.phase {
             Phase::Term => Signal::TERM,
             Phase::Kill(_) => Signal::KILL,
