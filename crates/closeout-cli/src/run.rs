@@ -111,12 +111,23 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     // Stop what is left, on its own thread, while this one shows progress and still listens:
     // a second INT or TERM kills everything at once.
     let stop_started = Instant::now();
-    let stop = {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    {
         let tree = tree.clone();
-        std::thread::spawn(move || tree.stop())
-    };
+        std::thread::spawn(move || {
+            let _ = done_tx.send(tree.stop());
+        });
+    }
     let progress = Progress::new(args.grace, left.processes.iter().filter(|p| !p.kept).count());
-    while !stop.is_finished() {
+    let stopped = loop {
+        // Returns the moment the stop is done; else looks at signals every tick.
+        match done_rx.recv_timeout(TICK) {
+            Ok(report) => break report,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(CliError::new("the stop panicked"));
+            }
+        }
         for sig in signals.pending() {
             if sig == SIGINT || sig == SIGTERM {
                 stops += 1;
@@ -126,10 +137,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             }
         }
         progress.tick(tree.members().len());
-        std::thread::sleep(TICK);
-    }
+    };
     progress.finish();
-    let stopped = stop.join().map_err(|_| CliError::new("the stop panicked"))?;
     // Until the kernel said the tree was empty (not counting the cgroup's removal).
     let cleanup = stopped
         .gone

@@ -278,8 +278,22 @@ fn a_sigkilled_closeout_is_listed_dead_and_reaped() {
         let ls = run(state.path(), &["ls"]);
         let ls = String::from_utf8_lossy(&ls.stdout);
         assert!(ls.contains("DEAD"), "{mode:?}: {ls}");
-        let reap = run(state.path(), &["reap"]);
+        let dry = run(state.path(), &["reap", "--dry-run"]);
+        assert_eq!(dry.status.code(), Some(0));
+        assert!(members.iter().any(|&p| alive(p)), "{mode:?}: a dry run changed something");
+        let reap_json = dir.path().join("reap.json");
+        let reap = run(state.path(), &["reap", "--json", reap_json.to_str().unwrap()]);
         assert_eq!(reap.status.code(), Some(0), "{}", String::from_utf8_lossy(&reap.stderr));
+        let reaped = json(&reap_json);
+        let records: Vec<&serde_json::Value> = reaped["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|o| o["records"].as_array().unwrap())
+            .collect();
+        // The tree and the TMPDIR, each reaped.
+        assert_eq!(records.len(), 2, "{mode:?}: {reaped}");
+        assert!(records.iter().all(|r| r["outcome"]["status"] == "reaped"), "{mode:?}: {reaped}");
         assert_gone(&members);
         assert!(!tmpdir.exists(), "{mode:?}: the TMPDIR survived the reap");
         assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0, "{mode:?}: journal left");

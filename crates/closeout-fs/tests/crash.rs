@@ -152,7 +152,7 @@ fn a_journaled_transaction_killed_at_random_moments_is_finished_by_a_reap() {
         .handler(closeout_fs::TRANSACTION_KIND, closeout_fs::reap_transactions);
     let mut seed = 0x1234_5678_9abc_def1u64;
     let mut reaped = 0;
-    for round in 0..100 {
+    for round in 0..200 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "txn_journal_child", "--nocapture", "--test-threads=1"])
             .env("CLOSEOUT_TXN_JOURNAL", state.path())
@@ -170,5 +170,5 @@ fn a_journaled_transaction_killed_at_random_moments_is_finished_by_a_reap() {
     }
     assert!(Transaction::recover(&dir).unwrap().is_empty(), "a reap left a transaction unfinished");
     assert!(reaped > 0, "no kill landed inside a transaction");
-    eprintln!("100 kills: {reaped} transaction record(s) reaped");
+    eprintln!("200 kills: {reaped} transaction record(s) reaped");
 }

@@ -234,6 +234,13 @@ fn an_owner_killed_at_any_step_leaves_nothing_after_a_reap() {
                 0,
                 "{kind} run {run} step {step}: owner files left"
             );
+            if kind == "command" {
+                // Recorded (the helper got past its intent) means run by the reap, once.
+                let ran = std::fs::read_to_string(work.join("ran")).unwrap_or_default();
+                let expected = usize::from(step >= AFTER_INTENT);
+                assert_eq!(ran.lines().count(), expected, "command run {run} step {step}: {ran:?}\n{report}");
+                let _ = std::fs::remove_file(work.join("ran"));
+            }
         }
     }
     assert!(look_dir.is_dir() && std::fs::read(&look_file).unwrap() == b"mine");
