@@ -69,12 +69,8 @@ fn version(root: &Path) -> u64 {
     v
 }
 
-/// Helper: applies one version after another, forever.
-#[test]
-fn txn_child() {
-    if !is_child() {
-        return;
-    }
+/// Applies one version after another in `$ROOT`, forever (the helpers' body).
+fn apply_forever() -> ! {
     let root = std::env::var("ROOT").unwrap();
     let dir = Dir::confined(&root).unwrap();
     let mut v = version(Path::new(&root));
@@ -85,13 +81,28 @@ fn txn_child() {
     }
 }
 
-#[test]
-fn a_transaction_killed_at_random_moments_is_recovered_to_one_whole_version() {
+/// A directory holding version 0 of the tree.
+fn version_zero() -> (tempfile::TempDir, Dir) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = Dir::confined(tmp.path()).unwrap();
     for name in ["a", "b", "c", "m0", "x0"] {
         std::fs::write(tmp.path().join(name), content(0)).unwrap();
     }
+    (tmp, dir)
+}
+
+/// Helper: applies one version after another, forever.
+#[test]
+fn txn_child() {
+    if !is_child() {
+        return;
+    }
+    apply_forever()
+}
+
+#[test]
+fn a_transaction_killed_at_random_moments_is_recovered_to_one_whole_version() {
+    let (tmp, dir) = version_zero();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let (mut rolled_back, mut advanced) = (0, 0);
     let mut last = 0;
@@ -128,26 +139,15 @@ fn a_transaction_killed_at_random_moments_is_recovered_to_one_whole_version() {
 fn txn_journal_child() {
     let Ok(state) = std::env::var("CLOSEOUT_TXN_JOURNAL") else { return };
     closeout_journal::Journal::open(state).unwrap().set_default();
-    let root = std::env::var("ROOT").unwrap();
-    let dir = Dir::confined(&root).unwrap();
-    let mut v = version(Path::new(&root));
-    println!("READY");
-    loop {
-        v += 1;
-        apply(&dir, v);
-    }
+    apply_forever()
 }
 
 /// With a default journal, nobody needs to know the directory: `closeout_journal::reap` (with
 /// the transaction handler) finishes what a SIGKILLed owner left, and removes its journal.
 #[test]
 fn a_journaled_transaction_killed_at_random_moments_is_finished_by_a_reap() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, dir) = version_zero();
     let state = tempfile::tempdir().unwrap();
-    let dir = Dir::confined(tmp.path()).unwrap();
-    for name in ["a", "b", "c", "m0", "x0"] {
-        std::fs::write(tmp.path().join(name), content(0)).unwrap();
-    }
     let opts = closeout_journal::ReapOptions::new()
         .handler(closeout_fs::TRANSACTION_KIND, closeout_fs::reap_transactions);
     let mut seed = 0x1234_5678_9abc_def1u64;

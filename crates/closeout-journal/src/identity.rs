@@ -52,6 +52,34 @@ fn start_time(pid: u32) -> Option<u64> {
     stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Every other process whose environment holds `var=value` exactly, zombies included: how a
+/// tree's members are found by the marker they inherit (`CLOSEOUT_TREE`), by its owner's stop
+/// and by a reap alike. An empty `value` finds nothing.
+///
+/// ```
+/// use closeout_journal::processes_with_env;
+/// assert!(processes_with_env("CLOSEOUT_DOC_MARKER", "").is_empty());
+/// ```
+pub fn processes_with_env(var: &str, value: &str) -> Vec<ProcessId> {
+    if value.is_empty() {
+        return Vec::new();
+    }
+    let needle = format!("{var}={value}\0");
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter_map(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            // An entry starts the buffer or follows a NUL, so `XCLOSEOUT_TREE=` never matches.
+            let found = env.starts_with(needle.as_bytes())
+                || env.windows(needle.len() + 1).any(|w| w[0] == 0 && &w[1..] == needle.as_bytes());
+            if found { ProcessId::of(pid) } else { None }
+        })
+        .collect()
+}
+
 /// A file system object, exactly: device and inode, read without following a symlink.
 ///
 /// ```

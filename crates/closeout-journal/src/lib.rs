@@ -70,7 +70,7 @@ mod store;
 
 pub use dir::{STATE_DIR_ENV, default_state_dir};
 pub use error::JournalError;
-pub use identity::{FileId, ProcessId, boot_id};
+pub use identity::{FileId, ProcessId, boot_id, processes_with_env};
 pub use journal::{Entry, Journal};
 pub use reap::{Handler, Outcome, OwnerListing, OwnerReap, ReapOptions, ReapReport, RecordReap, list, reap};
 pub use record::{Header, Line, MAX_COMMAND_TIMEOUT, PathKind, Record, Resource, replay};

@@ -464,23 +464,9 @@ fn kill_exact(id: ProcessId) -> bool {
         && rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL).is_ok()
 }
 
-/// Processes whose environment carries `CLOSEOUT_TREE=<marker>`.
+/// Processes whose environment carries `CLOSEOUT_TREE=<marker>` (the tree's marker).
 fn marked(marker: &str) -> Vec<ProcessId> {
-    if marker.is_empty() {
-        return Vec::new();
-    }
-    let needle = format!("CLOSEOUT_TREE={marker}\0");
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter_map(|pid| {
-            let id = ProcessId::of(pid)?;
-            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-            env.windows(needle.len()).any(|w| w == needle.as_bytes()).then_some(id)
-        })
-        .collect()
+    crate::identity::processes_with_env("CLOSEOUT_TREE", marker)
 }
 
 fn procs(cg: &Path) -> Vec<u32> {

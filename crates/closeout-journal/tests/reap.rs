@@ -141,6 +141,14 @@ fn helper() {
     std::thread::sleep(Duration::from_secs(300));
 }
 
+/// A scratch root with `state/` (the journal) and `work/` (where helpers make things).
+fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let (state, work) = (root.path().join("state"), root.path().join("work"));
+    std::fs::create_dir_all(&work).unwrap();
+    (root, state, work)
+}
+
 /// Runs a helper to its step (or to READY), SIGKILLs it if it still runs, and waits for it.
 fn run_helper(kind: &str, step: u32, state: &Path, work: &Path) {
     let mut child = spawn_helper(kind, step, state, work);
@@ -188,9 +196,7 @@ fn an_owner_killed_at_any_step_leaves_nothing_after_a_reap() {
     // Members of killed trees reparent to us: we reap them.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
     let runs: u64 = std::env::var("CLOSEOUT_JOURNAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let root = tempfile::tempdir().unwrap();
-    let (state, work) = (root.path().join("state"), root.path().join("work"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (_root, state, work) = dirs();
     // Look-alikes: a directory and a file named like the helpers', and a process with a
     // marker like theirs.
     let look_dir = work.join("dir-1.1");
@@ -252,10 +258,8 @@ fn an_owner_killed_at_any_step_leaves_nothing_after_a_reap() {
 /// Cutting the last record at every byte: the reap (here, `list`) keeps every earlier record.
 #[test]
 fn a_journal_cut_at_any_byte_of_its_last_record_keeps_every_earlier_record() {
-    let root = tempfile::tempdir().unwrap();
-    let (state, work) = (root.path().join("state"), root.path().join("work"));
-    std::fs::create_dir_all(&work).unwrap();
-    // Three commands recorded: three intents.
+    let (root, state, work) = dirs();
+    // One command recorded: one intent.
     let mut owner = spawn_helper("command", 5, &state, &work);
     assert!(wait_ready(&mut owner));
     owner.kill().unwrap();
@@ -286,9 +290,7 @@ fn a_journal_cut_at_any_byte_of_its_last_record_keeps_every_earlier_record() {
 
 #[test]
 fn a_live_owner_is_listed_and_never_touched() {
-    let root = tempfile::tempdir().unwrap();
-    let (state, work) = (root.path().join("state"), root.path().join("work"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (_root, state, work) = dirs();
     // A command record stays unreleased while its owner runs.
     let mut owner = spawn_helper("command", 5, &state, &work);
     assert!(wait_ready(&mut owner));
@@ -311,9 +313,7 @@ fn a_live_owner_is_listed_and_never_touched() {
 
 #[test]
 fn a_reused_pid_is_never_signalled() {
-    let root = tempfile::tempdir().unwrap();
-    let (state, work) = (root.path().join("state"), root.path().join("work"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (_root, state, work) = dirs();
     let mut victim = Command::new("sleep").arg("300").process_group(0).spawn().unwrap();
     std::fs::write(work.join("victim"), victim.id().to_string()).unwrap();
     run_helper("reused", 5, &state, &work);
@@ -328,25 +328,24 @@ fn a_reused_pid_is_never_signalled() {
     victim.wait().unwrap();
 }
 
-/// Rewrites an owner file's header with another boot id (and a matching checksum).
-fn set_boot_id(file: &Path, boot: &str) {
+/// Rewrites an owner file's header, replacing `from` with `to` (and fixing its checksum).
+fn rewrite_header(file: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(file).unwrap();
     let (header, rest) = text.split_once('\n').unwrap();
-    let json = header[9..].replace(&closeout_journal::boot_id(), boot);
+    let json = header[9..].replace(from, to);
+    assert_ne!(json, header[9..], "{from} is not in the header");
     let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
     std::fs::write(file, format!("{line}{rest}")).unwrap();
 }
 
 #[test]
 fn a_record_from_another_boot_drops_its_processes_unsignalled() {
-    let root = tempfile::tempdir().unwrap();
-    let (state, work) = (root.path().join("state"), root.path().join("work"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (_root, state, work) = dirs();
     let mut victim = Command::new("sleep").arg("300").spawn().unwrap();
     std::fs::write(work.join("victim"), victim.id().to_string()).unwrap();
     run_helper("reused", 5, &state, &work);
     let file = std::fs::read_dir(&state).unwrap().next().unwrap().unwrap().path();
-    set_boot_id(&file, "00000000-0000-0000-0000-000000000000");
+    rewrite_header(&file, &closeout_journal::boot_id(), "00000000-0000-0000-0000-000000000000");
     let report = reap(&FileStore::open(&state).unwrap(), &ReapOptions::new()).unwrap();
     let outcome = &report.owners[0].records[0].outcome;
     assert!(matches!(outcome, Outcome::Skipped { why } if why.contains("another boot")), "{report}");
@@ -358,9 +357,7 @@ fn a_record_from_another_boot_drops_its_processes_unsignalled() {
 
 #[test]
 fn two_reapers_racing_over_a_hundred_dead_owners_reap_each_record_once() {
-    let root = tempfile::tempdir().unwrap();
-    let (state, work) = (root.path().join("state"), root.path().join("work"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (_root, state, work) = dirs();
     let mut owners = Vec::new();
     for _ in 0..100 {
         owners.push(spawn_helper("command", 5, &state, &work));
@@ -416,19 +413,14 @@ fn symlinks_are_refused_with_a_clear_error() {
 /// A restarted service reaps its own crashed runs at open, and leaves other programs' alone.
 #[test]
 fn open_reaping_own_reaps_this_programs_dead_runs_only() {
-    let root = tempfile::tempdir().unwrap();
-    let (state, work) = (root.path().join("state"), root.path().join("work"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (_root, state, work) = dirs();
     // A dead run of this same program (the helper is this test binary).
     run_helper("command", 5, &state, &work);
     // A dead owner of another program: its header names another command line.
     run_helper("command", 5, &state, &work);
     let other = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().path()).max().unwrap();
-    let text = std::fs::read_to_string(&other).unwrap();
-    let (header, rest) = text.split_once('\n').unwrap();
-    let me = std::env::args().next().unwrap();
-    let json = header[9..].replace(&serde_json::to_string(&me).unwrap(), "\"/usr/bin/some-other-program\"");
-    std::fs::write(&other, format!("{:08x} {json}\n{rest}", crc32fast::hash(json.as_bytes()))).unwrap();
+    let me = serde_json::to_string(&std::env::args().next().unwrap()).unwrap();
+    rewrite_header(&other, &me, "\"/usr/bin/some-other-program\"");
     let (journal, report) = Journal::open_reaping_own(&state).unwrap();
     assert!(report.is_success(), "{report}");
     assert_eq!(report.records().count(), 1, "{report}");

@@ -15,16 +15,9 @@ pub const MARKER: &str = "CLOSEOUT_TREE";
 /// The pids whose environment holds `MARKER=<id>` and that are not zombies, excluding this
 /// process.
 pub(crate) fn members(id: &str) -> Vec<u32> {
-    let needle = format!("{MARKER}={id}\0");
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
-        })
+    closeout_journal::processes_with_env(MARKER, id)
+        .into_iter()
+        .map(|p| p.pid)
         .filter(|&pid| state(pid).is_some_and(|s| s != 'Z'))
         .collect()
 }
