@@ -4,12 +4,14 @@
 //! hooks' deadline. Each time, every member of both trees is dead right after the owner exits,
 //! in both containment modes.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use closeout::{Registry, hooks};
-use closeout_process::{Containment, ProcessTree, TreeOptions, become_subreaper};
+use closeout_process::{ProcessTree, TreeOptions, become_subreaper};
+
+mod common;
+use common::alive;
 
 /// Every member ignores SIGTERM (an ignored signal stays ignored across fork and exec).
 const STUBBORN: &str = "trap '' TERM; sleep 300 & sleep 300 & wait";
@@ -25,25 +27,8 @@ fn owner_helper() {
     registry.register(registered.resource("stubborn")).unwrap();
     let deadline = if how == "deadline" { Duration::from_millis(500) } else { Duration::from_secs(60) };
     let _hooks = hooks::Hooks::new(registry.clone()).deadline(deadline).install().unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while registered.members().len() < 3 || held.members().len() < 3 {
-        assert!(Instant::now() < until, "the trees did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    for tree in [&registered, &held] {
-        if let Containment::Cgroup(path) = tree.containment() {
-            println!("CGROUP={}", path.display());
-        }
-        let pids: Vec<String> = tree.members().iter().map(u32::to_string).collect();
-        println!("MEMBERS={}", pids.join(","));
-    }
-    println!("READY");
+    common::announce(&[&registered, &held], 3);
     std::thread::sleep(Duration::from_secs(300));
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.contains(") Z ") && !s.contains(") X "))
 }
 
 fn run(how: &str, fallback: bool) {
@@ -57,26 +42,7 @@ fn run(how: &str, fallback: bool) {
         cmd.env(closeout_process::NO_CGROUP_ENV, "1");
     }
     let mut owner = cmd.spawn().unwrap();
-    let out = owner.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut members, mut cgroups) = (Vec::new(), Vec::new());
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the helper did not get ready");
-        if let Some((_, list)) = line.split_once("MEMBERS=") {
-            members.extend(list.trim().split(',').map(|p| p.parse::<u32>().unwrap()));
-        }
-        if let Some((_, path)) = line.split_once("CGROUP=") {
-            cgroups.push(path.trim().to_owned());
-        }
-        if line.contains("READY") {
-            break;
-        }
-    }
+    let (members, cgroups) = common::read_announcement(&mut owner);
     assert_eq!(cgroups.len(), if fallback { 0 } else { 2 }, "{how}: {cgroups:?}");
     assert!(members.len() >= 6, "{members:?}");
     let pid = rustix::process::Pid::from_raw(owner.id() as i32).unwrap();

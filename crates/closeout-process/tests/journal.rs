@@ -3,12 +3,14 @@
 //! group, and is SIGKILLed; `closeout_journal::list` shows it dead with one record, and
 //! `reap` kills the tree, removes its cgroup and the owner's file. Both containment modes.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use closeout_journal::{FileStore, Journal, ReapOptions, list, reap};
-use closeout_process::{Containment, ProcessTree, TreeOptions};
+use closeout_process::{ProcessTree, TreeOptions};
+
+mod common;
+use common::alive;
 
 const HELPER: &str = "CLOSEOUT_PROCESS_JOURNAL_HELPER";
 
@@ -24,23 +26,8 @@ fn journal_owner_helper() {
         TreeOptions::new().journal(&journal),
     )
     .unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while tree.members().len() < 3 {
-        assert!(Instant::now() < until);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if let Containment::Cgroup(path) = tree.containment() {
-        println!("CGROUP={}", path.display());
-    }
-    let members: Vec<String> = tree.members().iter().map(u32::to_string).collect();
-    println!("MEMBERS={}", members.join(","));
-    println!("READY");
+    common::announce(&[&tree], 3);
     std::thread::sleep(Duration::from_secs(300));
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.contains(") Z ") && !s.contains(") X "))
 }
 
 fn run(fallback: bool) {
@@ -53,18 +40,8 @@ fn run(fallback: bool) {
         cmd.env(closeout_process::NO_CGROUP_ENV, "1");
     }
     let mut owner = cmd.spawn().unwrap();
-    let (mut members, mut cgroup) = (Vec::new(), None);
-    for line in BufReader::new(owner.stdout.take().unwrap()).lines().map_while(Result::ok) {
-        if let Some((_, list)) = line.split_once("MEMBERS=") {
-            members.extend(list.trim().split(',').map(|p| p.parse::<u32>().unwrap()));
-        }
-        if let Some((_, path)) = line.split_once("CGROUP=") {
-            cgroup = Some(std::path::PathBuf::from(path.trim()));
-        }
-        if line.contains("READY") {
-            break;
-        }
-    }
+    let (members, cgroups) = common::read_announcement(&mut owner);
+    let cgroup = cgroups.first().map(std::path::PathBuf::from);
     assert!(members.len() >= 3, "{members:?}");
     assert_eq!(cgroup.is_none(), fallback);
     owner.kill().unwrap(); // SIGKILL: nothing of the owner runs
