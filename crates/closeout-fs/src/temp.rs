@@ -95,7 +95,7 @@ impl TempDir {
                     // The record stays: a reap will try again.
                     Err(e) => return Err(e),
                 }
-                entry.release().map_err(|(_, e)| std::io::Error::other(e))
+                entry.release().map_err(std::io::Error::other)
             }
         }
     }

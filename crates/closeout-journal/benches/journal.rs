@@ -96,7 +96,7 @@ fn release(c: &mut Criterion) {
                 n += 1;
                 journal.record(resource(n, false)).unwrap()
             },
-            |entry| entry.release().map_err(|(_, e)| e).unwrap(),
+            |entry| entry.release().unwrap(),
             BatchSize::SmallInput,
         );
     });

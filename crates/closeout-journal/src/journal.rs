@@ -161,12 +161,12 @@ impl Entry {
     /// # Errors
     ///
     /// The line could not be written; the entry is handed back to try again.
-    pub fn release(self) -> Result<(), (Entry, JournalError)> {
+    pub fn release(self) -> Result<(), ReleaseError> {
         let journal = self.journal.clone();
         let mut state = journal.state();
         if let Err(e) = journal.inner.store.append(&journal.inner.header, &Line::Release { id: self.id }) {
             drop(state);
-            return Err((self, e));
+            return Err(ReleaseError { entry: self, source: e });
         }
         state.live.remove(&self.id);
         if state.live.is_empty() {
@@ -175,6 +175,27 @@ impl Entry {
             let _ = journal.inner.store.retire();
         }
         Ok(())
+    }
+}
+
+/// A release that could not be written: the entry is handed back, to try again (or to keep,
+/// so that a reap cleans up).
+#[derive(Debug, thiserror::Error)]
+#[error("releasing journal record {}: {source}", entry.id)]
+pub struct ReleaseError {
+    entry: Entry,
+    source: JournalError,
+}
+
+impl ReleaseError {
+    /// The entry that is still unreleased.
+    pub fn into_entry(self) -> Entry {
+        self.entry
+    }
+
+    /// Why the release failed.
+    pub fn error(&self) -> &JournalError {
+        &self.source
     }
 }
 

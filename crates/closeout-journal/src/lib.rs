@@ -29,7 +29,7 @@
 //! // Something only a command can clean up: recorded before it is started.
 //! let entry = journal.record(Resource::command("true", ["cleanup"], Duration::from_secs(5))?)?;
 //! // ... the owner runs; if it dies here, `reap` (from any process) runs `true cleanup` ...
-//! entry.release().map_err(|(_, e)| e)?;
+//! entry.release()?;
 //! let report = reap(&FileStore::open(state.path())?, &ReapOptions::new())?;
 //! assert!(report.owners.is_empty()); // nothing was left behind
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -71,7 +71,7 @@ mod store;
 pub use dir::{STATE_DIR_ENV, default_state_dir};
 pub use error::JournalError;
 pub use identity::{FileId, ProcessId, boot_id, processes_with_env};
-pub use journal::{Entry, Journal};
+pub use journal::{Entry, Journal, ReleaseError};
 pub use reap::{Handler, Outcome, OwnerListing, OwnerReap, ReapOptions, ReapReport, RecordReap, list, reap};
 pub use record::{Header, Line, MAX_COMMAND_TIMEOUT, PathKind, Record, Resource, replay};
 pub use store::{Claim, FileStore, OwnerKey, Store};

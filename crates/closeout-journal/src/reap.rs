@@ -556,6 +556,11 @@ fn run_command(program: &str, args: &[String], timeout: Duration) -> Result<Stri
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
+            // Someone else in this process waited for every child (a `waitpid(-1)` loop): the
+            // status is lost, so the record stays for the next reap.
+            Err(e) if e.raw_os_error() == Some(10) => {
+                return Err(format!("{program}: its exit status was taken by another wait in this process"));
+            }
             Err(e) => return Err(format!("{program}: {e}")),
         }
     }

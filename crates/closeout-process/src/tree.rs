@@ -414,7 +414,7 @@ fn prepare(cmd: &mut Command, opts: &TreeOptions) -> io::Result<Prepared> {
 /// cannot be written, the record stays, and a reap later finds nothing to do for it.
 fn release(entry: Option<Entry>) {
     if let Some(entry) = entry
-        && let Err((_, e)) = entry.release()
+        && let Err(e) = entry.release()
     {
         tracing::warn!(error = %e, "closeout-process: a journal record could not be released");
     }

@@ -229,6 +229,12 @@ mod tests {
         drop(LastAction::write_one(dev_null()).unwrap());
     }
 
+    #[test]
+    fn the_error_is_send_sync_and_static() {
+        fn check<E: std::error::Error + Send + Sync + 'static>() {}
+        check::<LastActionError>();
+    }
+
     fn dev_null() -> OwnedFd {
         std::fs::File::open("/dev/null").unwrap().into()
     }
