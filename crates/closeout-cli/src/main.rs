@@ -40,7 +40,12 @@ const EXAMPLES: &str = "Examples:
   closeout run --fail-on-leak -- cargo test     fail (status 100) if the tests leak
   closeout run --timeout 10m --json out.json -- npm test
   closeout reap --dry-run                       what dead owners left, changing nothing
-  closeout ls                                   owners in the journal";
+  closeout ls                                   owners in the journal
+
+Exit status of `closeout run`: the command's own; 128+n if signal n killed it; 124 when
+--timeout stopped it; 125 when closeout itself failed; 126 when the command cannot be
+executed; 127 when it is not found; 100 with --fail-on-leak when it succeeded but left
+something behind.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
