@@ -60,6 +60,9 @@ struct State {
 pub struct Entry {
     journal: Journal,
     id: u64,
+    /// Whether reaping its resource twice is harmless (a tree, a path): then its last release
+    /// need not be written (store invariant J4).
+    idempotent: bool,
 }
 
 impl Journal {
@@ -115,12 +118,13 @@ impl Journal {
     pub fn record(&self, resource: Resource) -> Result<Entry, JournalError> {
         let mut state = self.state();
         let id = state.next;
+        let idempotent = matches!(resource, Resource::ProcessTree { .. } | Resource::Path { .. });
         let line = Line::Intent { id, resource };
         match self.inner.store.append(&self.inner.header, &line) {
             Ok(()) => {
                 state.next += 1;
                 state.live.insert(id);
-                Ok(Entry { journal: self.clone(), id })
+                Ok(Entry { journal: self.clone(), id, idempotent })
             }
             Err(e) => {
                 let Line::Intent { resource, .. } = line else { unreachable!("built above") };
@@ -164,7 +168,12 @@ impl Entry {
     pub fn release(self) -> Result<(), ReleaseError> {
         let journal = self.journal.clone();
         let mut state = journal.state();
-        if let Err(e) = journal.inner.store.append(&journal.inner.header, &Line::Release { id: self.id }) {
+        let last = state.live.len() == 1 && state.live.contains(&self.id);
+        // The last record goes with the file; only a non-idempotent one needs its release
+        // written first (J4).
+        if !(last && self.idempotent)
+            && let Err(e) = journal.inner.store.append(&journal.inner.header, &Line::Release { id: self.id })
+        {
             drop(state);
             return Err(ReleaseError { entry: self, source: e });
         }

@@ -23,6 +23,9 @@
 //!     owner (or made moot by the file's removal); a crash of the reaper before that makes the
 //!     next reaper do them again, harmlessly. Releases of commands and custom records, which
 //!     may not be idempotent, are synced one by one.
+//! J4. Only records whose reap is idempotent (trees, paths) may be left unreleased in a file
+//!     whose owner is removing it: the last release of such a record is not written, and the
+//!     removal is not synced, since a reap of a resource that is gone finds it gone.
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -49,7 +52,8 @@ pub trait Store: Send + Sync + 'static {
     /// The log could not be made or written.
     fn append(&self, header: &Header, line: &Line) -> Result<(), JournalError>;
 
-    /// Removes this process's log: everything in it is released.
+    /// Removes this process's log: everything in it is released, or left only as records
+    /// whose reap is idempotent (J4). Need not be durable.
     ///
     /// # Errors
     ///
@@ -187,7 +191,7 @@ impl FileStore {
 
     /// Makes this process's log: a dot-name, locked, the header synced, then renamed into view
     /// (J1).
-    fn create(&self, header: &Header) -> Result<OwnFile, JournalError> {
+    fn create(&self, header: &Header, first: &Line) -> Result<OwnFile, JournalError> {
         let me = ProcessId::current();
         let n = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("owner-{}.{}-{n}.journal", me.pid, me.start);
@@ -196,7 +200,13 @@ impl FileStore {
         let mut file = open(&hidden, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::APPEND, 0o600)?;
         rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive)
             .map_err(|e| JournalError::Io { what: "locking", path: hidden.clone(), source: e.into() })?;
-        write_line(&mut file, &hidden, &Line::Owner(header.clone()))?;
+        // The header and the first line in one write and one sync. A crash before the rename
+        // is durable leaves a dot-file whose first record was never acted on (this call had not
+        // returned), which `sweep` removes.
+        let mut both = format::encode(&Line::Owner(header.clone()));
+        both.extend_from_slice(&format::encode(first));
+        file.write_all(&both).map_err(io("writing", &hidden))?;
+        file.sync_data().map_err(io("syncing", &hidden))?;
         std::fs::rename(&hidden, &path).map_err(io("renaming", &hidden))?;
         sync_dir(&self.dir)?;
         Ok(OwnFile { file, path })
@@ -210,19 +220,22 @@ impl FileStore {
 impl Store for FileStore {
     fn append(&self, header: &Header, line: &Line) -> Result<(), JournalError> {
         let mut own = self.own();
-        if own.is_none() {
-            *own = Some(self.create(header)?);
+        match own.as_mut() {
+            Some(f) => write_line(&mut f.file, &f.path, line),
+            None => {
+                *own = Some(self.create(header, line)?);
+                Ok(())
+            }
         }
-        let Some(f) = own.as_mut() else { unreachable!("made above") };
-        write_line(&mut f.file, &f.path, line)
     }
 
     fn retire(&self) -> Result<(), JournalError> {
         let mut own = self.own();
         if let Some(f) = own.take() {
-            // J2: unlinked while locked; the lock goes with the descriptor, after.
+            // J2: unlinked while locked; the lock goes with the descriptor, after. Not synced:
+            // a file that comes back after a power loss holds only records whose resources are
+            // gone, which a reap finds gone (J4).
             std::fs::remove_file(&f.path).map_err(io("removing", &f.path))?;
-            sync_dir(&self.dir)?;
         }
         Ok(())
     }
