@@ -55,3 +55,13 @@ pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| !s.contains(") Z ") && !s.contains(") X "))
 }
+
+/// Whether trees get a cgroup here (a writable cgroup v2, and no `CLOSEOUT_NO_CGROUP`).
+pub fn cgroups_available() -> bool {
+    let probe =
+        ProcessTree::spawn(std::process::Command::new("true").arg(""), closeout_process::TreeOptions::new())
+            .expect("spawning true");
+    let cgroup = matches!(probe.containment(), Containment::Cgroup(_));
+    probe.stop();
+    cgroup
+}
