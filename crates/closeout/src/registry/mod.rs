@@ -397,6 +397,7 @@ impl Registry {
                 return Err(Error::HasDependents { id: id.to_owned(), dependents: st.dependents_of(idx) });
             }
             let slot = st.free(idx);
+            st.shrink_if_empty();
             st.rebuild(slot)
         };
         notify(self.inner.observer.as_ref(), Event::Unregistered { id });
@@ -420,7 +421,9 @@ impl Registry {
             let live: Vec<u32> = (0..st.slots.len() as u32)
                 .filter(|&i| st.slots[i as usize].state == state::SlotState::Registered)
                 .collect();
-            live.into_iter().map(|i| st.free(i)).collect()
+            let freed = live.into_iter().map(|i| st.free(i)).collect();
+            st.shrink_if_empty();
+            freed
         };
         // Cleanups are dropped here, outside the lock: their destructors are user code.
         for slot in &removed {

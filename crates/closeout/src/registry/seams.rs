@@ -31,7 +31,9 @@ impl Inner {
             if slot.state != SlotState::Registered || slot.dependents > 0 {
                 return;
             }
-            st.free(idx)
+            let freed = st.free(idx);
+            st.shrink_if_empty();
+            freed
         };
         notify(self.observer.as_ref(), Event::Unregistered { id });
     }

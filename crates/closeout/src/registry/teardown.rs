@@ -458,6 +458,7 @@ impl Run {
             return false;
         }
         st.run_active = false;
+        st.shrink_if_empty();
         true
     }
 
@@ -502,6 +503,8 @@ impl Run {
                     });
                 }
             }
+            // Last, after the skipped ones were read from their slots (invariant R4).
+            st.shrink_if_empty();
             joined
         };
         let report = Report { entries, unlisted_ok: 0, duration: self.start.elapsed(), reentrant: false };
