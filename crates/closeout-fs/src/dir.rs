@@ -118,13 +118,25 @@ impl Dir {
     fn open_unchecked(&self, rel: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, FsError> {
         let flags = flags | OFlags::CLOEXEC;
         let opened = if self.confined {
-            rustix::fs::openat2(
-                &self.fd,
-                rel,
-                flags,
-                mode,
-                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-            )
+            // `openat2` with `RESOLVE_BENEATH` fails with EAGAIN when a rename or a mount
+            // anywhere on the system raced the lookup (the kernel cannot prove the path stayed
+            // beneath); the man page says to retry. Bounded, so a system renaming without pause
+            // gets the error rather than a hang.
+            let mut tries = 0;
+            loop {
+                let got = rustix::fs::openat2(
+                    &self.fd,
+                    rel,
+                    flags,
+                    mode,
+                    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+                );
+                tries += 1;
+                match got {
+                    Err(rustix::io::Errno::AGAIN) if tries < 1024 => std::thread::yield_now(),
+                    other => break other,
+                }
+            }
         } else {
             rustix::fs::openat(&self.fd, rel, flags, mode)
         };

@@ -339,3 +339,35 @@ fn a_temp_dir_is_removed_on_sigterm_when_hooks_are_installed() {
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15));
     assert!(!path.exists(), "the temp dir outlived the SIGTERM");
 }
+
+/// A confined lookup that races a rename elsewhere on the system gets EAGAIN from the kernel
+/// (it cannot prove the path stayed beneath the root): the open retries instead of failing.
+#[test]
+fn confined_opens_survive_renames_racing_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Dir::confined(tmp.path()).unwrap();
+    std::fs::create_dir_all(tmp.path().join("a/b")).unwrap();
+    root.write("a/b/c.txt", b"x").unwrap();
+    // A link whose target climbs (and stays inside): the kernel checks for renames on `..`.
+    std::os::unix::fs::symlink("../b", tmp.path().join("a/b/up")).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renamer = {
+        let (dir, stop) = (other.path().to_owned(), stop.clone());
+        std::thread::spawn(move || {
+            std::fs::write(dir.join("x"), b"").unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::rename(dir.join("x"), dir.join("y")).unwrap();
+                std::fs::rename(dir.join("y"), dir.join("x")).unwrap();
+            }
+        })
+    };
+    for i in 0..20_000 {
+        if let Err(e) = root.read("a/b/up/c.txt") {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            panic!("read {i}: {e}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    renamer.join().unwrap();
+}
