@@ -614,8 +614,8 @@ impl ProcessTree {
     ///
     /// # Errors
     ///
-    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a number that is not a signal; the
-    /// OS's error.
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a number that is not a named signal
+    /// (the real-time signals, 34–64, are not forwarded); the OS's error.
     pub fn signal(&self, sig: i32) -> io::Result<()> {
         let sig = to_signal(sig)?;
         self.signal_root(sig);

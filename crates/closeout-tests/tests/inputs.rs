@@ -389,3 +389,36 @@ fn closeout_process_limit_inputs() {
         }
     }
 }
+
+/// `ProcessTree::wait_exit` takes every `Duration` (bounded by the child's exit, never a panic
+/// or an overflow), and `signal`/`signal_members` refuse numbers that are not signals.
+#[test]
+fn closeout_process_wait_and_signal_inputs() {
+    use closeout_process::{ProcessTree, TreeOptions};
+    for d in DURATIONS {
+        let tree =
+            ProcessTree::spawn(std::process::Command::new("sleep").arg("0.2"), TreeOptions::new()).unwrap();
+        let waited = bounded("ProcessTree::wait_exit", {
+            let tree = tree.clone();
+            move || {
+                let start = std::time::Instant::now();
+                (tree.wait_exit(d), start.elapsed())
+            }
+        });
+        // Either it saw the exit, or it gave up after `d` (which is then below the child's life).
+        assert!(waited.0 || waited.1 >= d, "{d:?}: {waited:?}");
+        if d >= Duration::from_secs(1) {
+            assert!(waited.0, "{d:?}: the child exits after 0.2 s");
+        }
+        tree.stop();
+    }
+    let tree = ProcessTree::spawn(std::process::Command::new("sleep").arg("30"), TreeOptions::new()).unwrap();
+    for sig in [0, -1, 65, 1000, i32::MIN, i32::MAX] {
+        for sent in [tree.signal(sig), tree.signal_members(sig)] {
+            let err = sent.expect_err("not a signal");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{sig}: {err}");
+        }
+    }
+    assert!(tree.is_running(), "nothing was sent");
+    tree.stop();
+}
