@@ -38,23 +38,53 @@ impl ProcessId {
         })
     }
 
-    /// Whether this process still exists (as itself, not a reuse of its pid).
+    /// Whether this process still exists (as itself, not a reuse of its pid), zombie or not.
     pub fn is_alive(self) -> bool {
         start_time(self.pid) == Some(self.start)
     }
+
+    /// Whether this process still runs: it exists as itself and is not a zombie (one read of
+    /// `/proc/<pid>/stat`).
+    ///
+    /// ```
+    /// assert!(closeout_journal::ProcessId::current().is_running());
+    /// ```
+    pub fn is_running(self) -> bool {
+        stat(self.pid).is_some_and(|(state, start)| start == self.start && !matches!(state, 'Z' | 'X'))
+    }
+
+    /// A pidfd for this exact process: opened first, identity checked second, so the
+    /// descriptor is this process and not one that reused its pid. `None` if it is gone.
+    ///
+    /// ```
+    /// assert!(closeout_journal::ProcessId::current().pidfd().is_some());
+    /// ```
+    pub fn pidfd(self) -> Option<std::os::fd::OwnedFd> {
+        let p = rustix::process::Pid::from_raw(i32::try_from(self.pid).ok()?)?;
+        let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
+        self.is_alive().then_some(fd)
+    }
+}
+
+/// A process's state letter and start time, `None` if it is gone.
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: skip past its end, to
+    // the state (field 3); field 22 is the 20th after it.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// A process's start time, `None` if it is gone.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: skip past its end, to
-    // field 3; field 22 is the 20th after it.
-    stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
+    stat(pid).map(|(_, start)| start)
 }
 
-/// Every other process whose environment holds `var=value` exactly, zombies included: how a
-/// tree's members are found by the marker they inherit (`CLOSEOUT_TREE`), by its owner's stop
-/// and by a reap alike. An empty `value` finds nothing.
+/// Every other running process (zombies left out) whose environment holds `var=value` exactly:
+/// how a tree's members are found by the marker they inherit (`CLOSEOUT_TREE`), by its owner's
+/// stop and by a reap alike. Each start time is read right after the environment matched. An
+/// empty `value` finds nothing.
 ///
 /// ```
 /// use closeout_journal::processes_with_env;
@@ -75,7 +105,8 @@ pub fn processes_with_env(var: &str, value: &str) -> Vec<ProcessId> {
             // An entry starts the buffer or follows a NUL, so `XCLOSEOUT_TREE=` never matches.
             let found = env.starts_with(needle.as_bytes())
                 || env.windows(needle.len() + 1).any(|w| w[0] == 0 && &w[1..] == needle.as_bytes());
-            if found { ProcessId::of(pid) } else { None }
+            let (state, start) = if found { stat(pid)? } else { return None };
+            (!matches!(state, 'Z' | 'X')).then_some(ProcessId { pid, start })
         })
         .collect()
 }

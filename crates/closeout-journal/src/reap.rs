@@ -403,7 +403,7 @@ fn kill_tree(
     let until = Instant::now() + GONE_WAIT;
     let mut quiet = 0;
     loop {
-        let found: Vec<ProcessId> = marked(marker).into_iter().filter(|p| running(*p)).collect();
+        let found: Vec<ProcessId> = marked(marker);
         if found.is_empty() {
             quiet += 1;
             if quiet == 3 {
@@ -431,7 +431,7 @@ fn kill_tree(
         let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
     }
     let until = Instant::now() + GONE_WAIT;
-    while let Some(left) = killed.iter().find(|p| running(**p)) {
+    while let Some(left) = killed.iter().find(|p| p.is_running()) {
         if Instant::now() >= until {
             return Err(format!("pid {} survived SIGKILL for {GONE_WAIT:?}", left.pid));
         }
@@ -448,20 +448,10 @@ fn kill_tree(
     Ok(done.join("; "))
 }
 
-/// Whether `id` runs (not a zombie).
-fn running(id: ProcessId) -> bool {
-    id.is_alive()
-        && std::fs::read_to_string(format!("/proc/{}/stat", id.pid)).is_ok_and(|s| {
-            s.rfind(')').and_then(|i| s.get(i + 2..i + 3)).is_some_and(|st| st != "Z" && st != "X")
-        })
-}
-
-/// SIGKILL to `id` if it is still that process: pidfd first, identity second. True if sent.
+/// SIGKILL to `id` if it is still that process (through its pidfd). True if sent.
 fn kill_exact(id: ProcessId) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(id.pid as i32) else { return false };
-    let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else { return false };
-    ProcessId::of(id.pid) == Some(id)
-        && rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL).is_ok()
+    id.pidfd()
+        .is_some_and(|fd| rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL).is_ok())
 }
 
 /// Processes whose environment carries `CLOSEOUT_TREE=<marker>` (the tree's marker).

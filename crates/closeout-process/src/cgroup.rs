@@ -123,11 +123,18 @@ impl TreeCgroup {
     fn pin_member(&self, pid: u32) -> Option<OwnedFd> {
         let p = rustix::process::Pid::from_raw(pid as i32)?;
         let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
-        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let name = self.path.file_name()?.to_str()?;
-        own.lines()
-            .any(|l| l.starts_with("0::") && l.strip_suffix(name).is_some_and(|l| l.ends_with('/')))
-            .then_some(fd)
+        self.in_cgroup(pid).then_some(fd)
+    }
+
+    /// Whether `/proc/<pid>/cgroup` names this cgroup.
+    fn in_cgroup(&self, pid: u32) -> bool {
+        let (Ok(own), Some(name)) = (
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")),
+            self.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return false;
+        };
+        own.lines().any(|l| l.starts_with("0::") && l.strip_suffix(name).is_some_and(|l| l.ends_with('/')))
     }
 
     /// Sends `sig` to `pid` if it is still in this cgroup (see `pin_member`).
@@ -140,17 +147,12 @@ impl TreeCgroup {
     /// Reaps `pid` if it is a zombie child of ours (a member reparented to us as subreaper) that
     /// died in this cgroup; anything else is left alone.
     pub(crate) fn reap_member(&self, pid: u32) {
-        use rustix::process::{WaitId, WaitIdOptions, waitid};
         let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return };
         // Cheap checks first (most members were reaped by their own parents, or are not our
         // children): only a zombie child of ours gets its cgroup read.
         let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else { return };
-        let peek = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-        if !matches!(waitid(WaitId::PidFd(fd.as_fd()), peek), Ok(Some(_))) {
-            return;
-        }
-        if self.pin_member(pid).is_some() {
-            let _ = waitid(WaitId::PidFd(fd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG);
+        if crate::wait::exited(fd.as_fd()) == Some(true) && self.in_cgroup(pid) {
+            crate::wait::reap(fd.as_fd());
         }
     }
 

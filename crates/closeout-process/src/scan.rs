@@ -9,17 +9,17 @@
 
 use std::io;
 
+use std::os::fd::AsFd;
+
+use closeout_journal::ProcessId;
+
 /// The environment variable that marks every process of a tree.
 pub const MARKER: &str = "CLOSEOUT_TREE";
 
-/// The pids whose environment holds `MARKER=<id>` and that are not zombies, excluding this
-/// process.
-pub(crate) fn members(id: &str) -> Vec<u32> {
+/// The running processes whose environment holds `MARKER=<id>`, excluding this process, each
+/// with the start time read when it was found.
+pub(crate) fn members(id: &str) -> Vec<ProcessId> {
     closeout_journal::processes_with_env(MARKER, id)
-        .into_iter()
-        .map(|p| p.pid)
-        .filter(|&pid| state(pid).is_some_and(|s| s != 'Z'))
-        .collect()
 }
 
 /// A process's state letter (`R`, `S`, `Z`, …), or `None` if it is gone.
@@ -28,49 +28,31 @@ pub(crate) fn state(pid: u32) -> Option<char> {
     stat.get(stat.rfind(')')? + 1..)?.split_whitespace().next()?.chars().next()
 }
 
-/// When `pid` started, in clock ticks since boot: with the pid, it names one process for good,
-/// since a reused pid gets a later start time. `None` if gone.
-pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    closeout_journal::ProcessId::of(pid).map(|id| id.start)
-}
-
-/// Opens a pidfd for `pid` if it is still the process that started at `start`; `None` if it is
-/// gone or the number now belongs to another process. The pidfd pins the process: a check
-/// made through it cannot be fooled by a reuse that happens after it was opened.
-fn pin(pid: u32, start: u64) -> Option<std::os::fd::OwnedFd> {
-    let p = rustix::process::Pid::from_raw(pid as i32)?;
-    let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
-    // Opened first, checked second: if the start time still matches, `fd` is that process.
-    (start_time(pid) == Some(start)).then_some(fd)
-}
-
-/// Sends `sig` to `pid` only if it is still the process that started at `start` (a reused pid
-/// is never hit). True if it was sent.
-pub(crate) fn signal_checked(pid: u32, start: u64, sig: rustix::process::Signal) -> bool {
-    pin(pid, start).is_some_and(|fd| rustix::process::pidfd_send_signal(&fd, sig).is_ok())
+/// Sends `sig` to `id` only if it is still that process (a reused pid is never hit). True if it
+/// was sent.
+pub(crate) fn signal_checked(id: ProcessId, sig: rustix::process::Signal) -> bool {
+    id.pidfd().is_some_and(|fd| rustix::process::pidfd_send_signal(&fd, sig).is_ok())
 }
 
 /// Reaps `pid` if it is a zombie child of this process (a daemon reparented to us as
 /// subreaper) *and* still the process that started at `start`: another tree's child that got
 /// a reused number is left alone. True if it is gone for good (reaped, or not there any more).
-pub(crate) fn reap_checked(pid: u32, start: u64) -> bool {
-    use rustix::process::{WaitId, WaitIdOptions, waitid};
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return true };
+pub(crate) fn reap_checked(id: ProcessId) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(id.pid as i32) else { return true };
     let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else { return true };
-    let fd = std::os::fd::AsFd::as_fd(&fd);
     // A look that reaps nothing first; the start time is read only for a zombie child of ours.
-    let peek = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    match waitid(WaitId::PidFd(fd), peek) {
-        Ok(Some(_)) if start_time(pid) == Some(start) => {
-            let _ = waitid(WaitId::PidFd(fd), WaitIdOptions::EXITED | WaitIdOptions::NOHANG);
+    match crate::wait::exited(fd.as_fd()) {
+        Some(true) => {
+            if ProcessId::of(id.pid) == Some(id) {
+                crate::wait::reap(fd.as_fd());
+            }
+            // Else a zombie child of ours, but another process than the one we saw: not ours.
             true
         }
-        // A zombie child of ours, but another process than the one we saw: not ours to reap.
-        Ok(Some(_)) => true,
         // Our child, still running.
-        Ok(None) => false,
+        Some(false) => false,
         // Not our child (reparented elsewhere): not ours to reap, and not ours to wait for.
-        Err(_) => !alive(pid),
+        None => !alive(id.pid),
     }
 }
 
@@ -97,15 +79,17 @@ mod tests {
     fn a_pid_whose_start_time_differs_is_left_alone() {
         let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
         let pid = child.id();
-        let start = start_time(pid).expect("a running child has a start time");
+        let start = ProcessId::of(pid).expect("a running child has a start time").start;
         for other in [start + 1, start.wrapping_sub(1), 0, u64::MAX] {
-            assert!(!signal_checked(pid, other, rustix::process::Signal::KILL));
-            assert!(!reap_checked(pid, other) || alive(pid), "reaped as someone else");
+            let other = ProcessId { pid, start: other };
+            assert!(!signal_checked(other, rustix::process::Signal::KILL));
+            assert!(!reap_checked(other) || alive(pid), "reaped as someone else");
         }
         assert!(alive(pid), "signalled although its start time did not match");
-        assert!(signal_checked(pid, start, rustix::process::Signal::KILL));
+        let id = ProcessId { pid, start };
+        assert!(signal_checked(id, rustix::process::Signal::KILL));
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !reap_checked(pid, start) {
+        while !reap_checked(id) {
             assert!(std::time::Instant::now() < until, "not reaped");
             std::thread::sleep(std::time::Duration::from_millis(2));
         }

@@ -564,11 +564,15 @@ impl ProcessTree {
     pub fn members(&self) -> Vec<u32> {
         match &self.inner.cgroup {
             Some(cg) => cg.procs(),
-            None => {
-                let released = lock(&self.inner.released);
-                scan::members(&self.inner.marker).into_iter().filter(|p| !released.contains(p)).collect()
-            }
+            None => self.marked().into_iter().map(|id| id.pid).collect(),
         }
+    }
+
+    /// Fallback: the running processes carrying the marker, less the released ones, each with
+    /// the start time read when it was found.
+    fn marked(&self) -> Vec<ProcessId> {
+        let released = lock(&self.inner.released).clone();
+        scan::members(&self.inner.marker).into_iter().filter(|id| !released.contains(&id.pid)).collect()
     }
 
     /// Waits up to `timeout` for the direct child to exit, sleeping on its pidfd (woken the
@@ -638,10 +642,8 @@ impl ProcessTree {
                 }
             }
             None => {
-                for p in self.members() {
-                    if let Some(start) = scan::start_time(p) {
-                        scan::signal_checked(p, start, sig);
-                    }
+                for id in self.marked() {
+                    scan::signal_checked(id, sig);
                 }
             }
         }
@@ -917,33 +919,30 @@ impl<'a> Ladder<'a> {
                 members
             }
             None => {
-                let released = lock(&inner.released).clone();
-                let members: Vec<u32> =
-                    scan::members(&inner.marker).into_iter().filter(|p| !released.contains(p)).collect();
-                for &p in &members {
-                    if p != pid && !self.seen.contains_key(&p) {
-                        // Read right after the scan found it: if it already exited and its
-                        // number was reused, the start time is the stranger's and its
-                        // environment lacks the marker, so it is never found again.
-                        let start = scan::start_time(p);
-                        self.seen.insert(p, start);
-                        self.unreaped.insert(p);
+                let members = self.tree.marked();
+                for id in &members {
+                    if id.pid != pid && !self.seen.contains_key(&id.pid) {
+                        // Read by the scan right after the marker matched: if the process had
+                        // exited and its number was reused, the start time is the stranger's
+                        // and its environment lacks the marker, so it is never found again.
+                        self.seen.insert(id.pid, Some(id.start));
+                        self.unreaped.insert(id.pid);
                     }
                 }
-                let mut live: BTreeSet<u32> = members.iter().copied().collect();
+                let mut live: BTreeSet<u32> = members.iter().map(|id| id.pid).collect();
                 let seen = &self.seen;
                 // A member the scan lost may not be dead yet: an exiting process has no
                 // environment to read before it is a zombie. Gone means dead (a zombie, or not
                 // there), checked by pid and start time.
                 self.dying.retain(|p| {
                     live.contains(p)
-                        || matches!(seen.get(p), Some(Some(start)) if scan::alive(*p) && scan::start_time(*p) == Some(*start))
+                        || matches!(seen.get(p), Some(&Some(start)) if ProcessId { pid: *p, start }.is_running())
                 });
                 self.dying.extend(live.iter().copied().filter(|&p| p != pid));
                 live.extend(self.dying.iter().copied());
                 self.unreaped.retain(|p| {
                     live.contains(p)
-                        || matches!(seen.get(p), Some(Some(start)) if !scan::reap_checked(*p, *start))
+                        || matches!(seen.get(p), Some(&Some(start)) if !scan::reap_checked(ProcessId { pid: *p, start }))
                 });
                 live.into_iter().collect()
             }
@@ -965,8 +964,8 @@ impl<'a> Ladder<'a> {
         }
         match (&self.tree.inner.cgroup, self.seen.get(&p)) {
             (Some(cg), _) => cg.signal_member(p, sig),
-            (None, Some(Some(start))) => {
-                scan::signal_checked(p, *start, sig);
+            (None, Some(&Some(start))) => {
+                scan::signal_checked(ProcessId { pid: p, start }, sig);
             }
             // No start time: it was gone before it could be named. Leave it.
             (None, _) => {}
@@ -1088,7 +1087,7 @@ impl<'a> Ladder<'a> {
             None => {
                 let seen = &self.seen;
                 self.unreaped
-                    .retain(|p| matches!(seen.get(p), Some(Some(start)) if !scan::reap_checked(*p, *start)));
+                    .retain(|p| matches!(seen.get(p), Some(&Some(start)) if !scan::reap_checked(ProcessId { pid: *p, start })));
             }
         }
         // The cgroup goes once the kernel says it is empty; then the journal record goes, unless

@@ -143,6 +143,13 @@ pub(crate) fn exited(pidfd: BorrowedFd<'_>) -> Option<bool> {
     }
 }
 
+/// Reaps the exited child behind `pidfd` (call after [`exited`] said it has exited, and its
+/// identity was checked).
+pub(crate) fn reap(pidfd: BorrowedFd<'_>) {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let _ = waitid(WaitId::PidFd(pidfd), WaitIdOptions::EXITED | WaitIdOptions::NOHANG);
+}
+
 /// A pidfd for our child `pid` (not yet reaped, so the number is still its own).
 pub(crate) fn pidfd(pid: u32) -> io::Result<OwnedFd> {
     let p = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("pid 0"))?;
