@@ -136,7 +136,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
                 }
             }
         }
-        progress.tick(tree.members().len());
+        progress.tick(|| tree.members().len());
     };
     progress.finish();
     // Until the kernel said the tree was empty (not counting the cgroup's removal).
@@ -253,8 +253,11 @@ impl Progress {
         Progress { bar, until: closeout::saturating_deadline(Instant::now(), grace) }
     }
 
-    fn tick(&self, alive: usize) {
+    /// Redraws the line; `alive` is only asked when there is a line to draw (counting the
+    /// members is a `/proc` scan in the fallback).
+    fn tick(&self, alive: impl FnOnce() -> usize) {
         if let Some(bar) = &self.bar {
+            let alive = alive();
             let left = self.until.saturating_duration_since(Instant::now());
             bar.set_message(format!(
                 "stopping what was left: {alive} process(es) alive, SIGKILL in {:.1}s",
