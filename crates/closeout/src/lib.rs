@@ -141,6 +141,7 @@
 
 mod cancel;
 mod category;
+mod chunked;
 mod cleanup;
 mod clock;
 mod error;

@@ -2,9 +2,11 @@
 //!
 //! The table is sharded: each thread records into the shard its number picks, under that
 //! shard's own lock, so threads tracking at once do not contend; a token removes its record
-//! from whichever shard holds it. Each shard is a slab of fixed 1,024-record chunks (no
-//! doubling slack, no moves) with a free list, and every record carries a generation so a
-//! stale token can never remove a newer record in a reused slot.
+//! from whichever shard holds it. Each shard is a slab of fixed chunks ([`ChunkVec`]: no
+//! doubling slack, no moves) with a free list threaded through its vacant records, and every
+//! record carries a generation so a stale token can never remove a newer record in a reused
+//! slot (invariants T1–T3 on `Shard`). Lock order: one shard lock at a time, never nested;
+//! `THREAD_NAMES` is taken with no shard lock held.
 
 use std::any::Any;
 use std::backtrace::Backtrace;
@@ -15,11 +17,11 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
 use std::time::Duration;
 
+use crate::chunked::ChunkVec;
 use crate::clock;
 use crate::leak::mode::Mode;
 
 const SHARDS: usize = 32;
-const CHUNK: usize = 1024;
 const IDX_BITS: u32 = 27;
 /// Records the global tracker reports besides its own (a watched registry's stale resources),
 /// set by the side that has them, so the tracker depends on nothing that uses it.
@@ -35,29 +37,64 @@ pub(crate) const EMPTY_KIND: &str = "(no kind)";
 /// `level` before the global tracker has read `CLOSEOUT_LEAK`.
 const UNSET: u8 = u8::MAX;
 
-/// One live tracked object, as stored: 56 bytes.
+/// One live tracked object, as stored: 40 bytes. A vacant record is a link in its shard's free
+/// list (`thread` holds the next free index), so the free list costs no memory of its own.
 struct Record {
     kind: &'static str,
-    name: Option<Box<str>>,
-    backtrace: Option<Arc<Backtrace>>,
+    /// The name and the backtrace, out of line: most objects have neither.
+    extra: Option<Box<Extra>>,
     created: clock::Stamp,
+    /// The tracking thread's number; in a vacant record, the next vacant index (or `NONE`).
     thread: u32,
     generation: u32,
 }
 
+/// What only some records carry.
+struct Extra {
+    name: Option<Box<str>>,
+    backtrace: Option<Arc<Backtrace>>,
+}
+
+/// The end of a shard's free list.
+const NONE: u32 = u32::MAX;
+
 impl Record {
     const VACANT: Record =
-        Record { kind: "", name: None, backtrace: None, created: clock::ZERO, thread: 0, generation: 0 };
+        Record { kind: "", extra: None, created: clock::ZERO, thread: NONE, generation: 0 };
 
     fn is_vacant(&self) -> bool {
         self.kind.is_empty()
     }
+
+    fn name(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.name.as_deref())
+    }
+
+    fn backtrace(&self) -> Option<&Arc<Backtrace>> {
+        self.extra.as_ref().and_then(|e| e.backtrace.as_ref())
+    }
 }
 
-#[derive(Default)]
+impl Extra {
+    /// Nothing to store out of line when there is neither a name nor a backtrace.
+    #[inline]
+    fn new(name: Option<Box<str>>, backtrace: Option<Arc<Backtrace>>) -> Option<Box<Extra>> {
+        (name.is_some() || backtrace.is_some()).then(|| Box::new(Extra { name, backtrace }))
+    }
+}
+
+/// One shard's slab.
+///
+/// # Invariants
+///
+/// T1. A vacant record is on the free list exactly once (linked through `thread`, headed by
+///     `free`), and every index on the free list is vacant.
+/// T2. `len` counts the occupied records.
+/// T3. A record's generation changes only when it is vacated, so a key (index + generation)
+///     names at most one occupancy.
 struct Shard {
-    chunks: Vec<Box<[Record]>>,
-    free: Vec<u32>,
+    records: ChunkVec<Record>,
+    free: u32,
     len: usize,
     /// Objects tracked through an `Arc`: live while a strong reference is.
     weak: Vec<(u32, Weak<dyn Any + Send + Sync>)>,
@@ -67,24 +104,29 @@ struct Shard {
     last: clock::Stamp,
 }
 
+impl Default for Shard {
+    fn default() -> Shard {
+        Shard::new()
+    }
+}
+
 impl Shard {
     fn slot(&mut self, idx: u32) -> &mut Record {
-        &mut self.chunks[idx as usize / CHUNK][idx as usize % CHUNK]
+        &mut self.records[idx as usize]
     }
 
     /// Stores `record` (made and timed by the caller, outside the lock) with the slot's
     /// generation.
+    #[inline]
     fn insert(&mut self, record: Record) -> (u32, u32) {
-        let idx = match self.free.pop() {
-            Some(idx) => idx,
-            None => {
-                let idx = (self.chunks.len() * CHUNK) as u32;
-                let chunk: Box<[Record]> = (0..CHUNK).map(|_| Record::VACANT).collect();
-                self.chunks.push(chunk);
-                // The rest of the new chunk goes on the free list, lowest index used first.
-                self.free.extend((idx + 1..idx + CHUNK as u32).rev());
-                idx
-            }
+        let idx = if self.free != NONE {
+            // Invariant T1: the head of the free list is vacant.
+            let idx = self.free;
+            self.free = self.slot(idx).thread;
+            idx
+        } else {
+            // A key has 27 index bits: 2^27 live records in one shard would be 5 GiB of them.
+            self.records.push(Record::VACANT) as u32
         };
         let created = record.created.max(self.last.saturating_add(1));
         self.last = created;
@@ -97,17 +139,17 @@ impl Shard {
 
     /// Vacates `idx` if it still holds `generation`; returns what must be dropped outside the
     /// lock.
+    #[inline]
     fn remove(&mut self, idx: u32, generation: u32) -> Option<Record> {
-        if idx as usize >= self.chunks.len() * CHUNK {
-            return None;
-        }
-        let slot = self.slot(idx);
+        let free = self.free;
+        let slot = self.records.get_mut(idx as usize)?;
         if slot.is_vacant() || slot.generation != generation {
             return None;
         }
-        let next = Record { generation: generation.wrapping_add(1), ..Record::VACANT };
+        // Invariant T3: a new generation; T1: the vacated index heads the free list.
+        let next = Record { generation: generation.wrapping_add(1), thread: free, ..Record::VACANT };
         let old = std::mem::replace(slot, next);
-        self.free.push(idx);
+        self.free = idx;
         self.len -= 1;
         Some(old)
     }
@@ -165,11 +207,22 @@ impl Inner {
         Mode::decode(self.level.load(Ordering::Relaxed), self.sample.load(Ordering::Relaxed))
     }
 
-    /// The cheap part of tracking: whether this object is recorded, and with a backtrace.
-    #[inline]
+    /// The cheap part of tracking: whether this object is recorded, and with a backtrace. `Off`
+    /// is one relaxed load and a branch, inlined into the caller; every other mode goes out of
+    /// line.
+    #[inline(always)]
     fn admit(&self) -> Option<bool> {
+        // Relaxed: the mode is a hint read on every track; a change may take effect a little
+        // late on other threads, which `set_mode` documents.
         match self.level.load(Ordering::Relaxed) {
             0 => None,
+            level => self.admit_slow(level),
+        }
+    }
+
+    #[inline(never)]
+    fn admit_slow(&self, level: u8) -> Option<bool> {
+        match level {
             1 => {
                 let n = self.sample.load(Ordering::Relaxed);
                 SAMPLE.with(|c| {
@@ -192,6 +245,7 @@ impl Inner {
         }
     }
 
+    #[inline(never)]
     fn insert(&self, kind: &'static str, name: Option<Box<str>>, backtrace: bool) -> u64 {
         let backtrace = backtrace.then(|| Arc::new(Backtrace::force_capture()));
         self.insert_record(kind, name, backtrace, clock::now())
@@ -211,11 +265,12 @@ impl Inner {
         // name at all, which `LeakRecord::name` then generates.
         let kind = if kind.is_empty() { EMPTY_KIND } else { kind };
         let name = name.filter(|n| !n.is_empty());
-        let record = Record { kind, name, backtrace, created, thread, generation: 0 };
+        let record = Record { kind, extra: Extra::new(name, backtrace), created, thread, generation: 0 };
         let (idx, generation) = self.shard(shard).insert(record);
         key(shard, idx, generation)
     }
 
+    #[inline(never)]
     fn remove(&self, key: u64) {
         let (shard, idx, generation) = unkey(key);
         // Dropped after the lock is released: a name and a backtrace to free.
@@ -225,7 +280,7 @@ impl Inner {
 
 impl Shard {
     const fn new() -> Shard {
-        Shard { chunks: Vec::new(), free: Vec::new(), len: 0, weak: Vec::new(), last: clock::ZERO }
+        Shard { records: ChunkVec::new(), free: NONE, len: 0, weak: Vec::new(), last: clock::ZERO }
     }
 }
 
@@ -311,6 +366,7 @@ impl Drop for Owned {
 }
 
 impl Handle {
+    #[inline(always)]
     fn inner(&self) -> &'static Inner {
         match self {
             Handle::Global => &GLOBAL,
@@ -383,7 +439,7 @@ impl Tracker {
         self.token_inner(kind, Some(name))
     }
 
-    #[inline]
+    #[inline(always)]
     fn token_inner(&self, kind: &'static str, name: Option<Cow<'static, str>>) -> LeakToken {
         let inner = self.0.inner();
         match inner.admit() {
@@ -456,20 +512,17 @@ impl Tracker {
             {
                 let mut shard = inner.shard(i);
                 gone = shard.prune();
-                for (c, chunk) in shard.chunks.iter().enumerate() {
-                    for (o, r) in chunk.iter().enumerate() {
-                        if !r.is_vacant() {
-                            let idx = (c * CHUNK + o) as u32;
-                            out.push(LeakRecord {
-                                id: key(i, idx, r.generation),
-                                kind: r.kind,
-                                name: r.name.as_deref().map(str::to_owned),
-                                age: clock::between(r.created, now),
-                                thread: r.thread,
-                                backtrace: r.backtrace.clone(),
-                                created: r.created,
-                            });
-                        }
+                for (idx, r) in shard.records.iter().enumerate() {
+                    if !r.is_vacant() {
+                        out.push(LeakRecord {
+                            id: key(i, idx as u32, r.generation),
+                            kind: r.kind,
+                            name: r.name().map(str::to_owned),
+                            age: clock::between(r.created, now),
+                            thread: r.thread,
+                            backtrace: r.backtrace().cloned(),
+                            created: r.created,
+                        });
                     }
                 }
             }
@@ -515,12 +568,9 @@ fn clear_table(inner: &Inner) -> usize {
             n += shard.len;
             let mut old = Vec::new();
             shard.weak.clear();
-            for c in 0..shard.chunks.len() {
-                for o in 0..CHUNK {
-                    let idx = (c * CHUNK + o) as u32;
-                    let generation = shard.slot(idx).generation;
-                    old.extend(shard.remove(idx, generation));
-                }
+            for idx in 0..shard.records.len() as u32 {
+                let generation = shard.slot(idx).generation;
+                old.extend(shard.remove(idx, generation));
             }
             old
         };
@@ -644,7 +694,7 @@ mod tests {
 
     #[test]
     fn record_is_small() {
-        assert!(std::mem::size_of::<Record>() <= 56, "Record is {} bytes", std::mem::size_of::<Record>());
+        assert!(std::mem::size_of::<Record>() <= 40, "Record is {} bytes", std::mem::size_of::<Record>());
     }
 
     #[test]
