@@ -105,7 +105,7 @@ pub(crate) fn build(state: &State, sel: &Selection, opts: &TeardownOptions) -> G
             mark[i] = 1;
         }
     }
-    let any_edges = state.slots.iter().any(|s| s.dependents > 0);
+    let any_edges = state.slots.iter().any(|s| s.dependents() > 0);
     if !matches!(sel, Selection::All) && any_edges {
         // Cascade: everything that (transitively) depends on a selected slot.
         let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); n_slots];

@@ -393,7 +393,7 @@ impl Registry {
             if st.slots[idx as usize].state == state::SlotState::Running {
                 return Err(Error::Busy(id.to_owned()));
             }
-            if st.slots[idx as usize].dependents > 0 {
+            if st.slots[idx as usize].dependents() > 0 {
                 return Err(Error::HasDependents { id: id.to_owned(), dependents: st.dependents_of(idx) });
             }
             let slot = st.free(idx);

@@ -28,7 +28,7 @@ impl Inner {
             let mut st = self.lock();
             let Some(idx) = st.find(id) else { return };
             let slot = &st.slots[idx as usize];
-            if slot.state != SlotState::Registered || slot.dependents > 0 {
+            if slot.state != SlotState::Registered || slot.dependents() > 0 {
                 return;
             }
             let freed = st.free(idx);

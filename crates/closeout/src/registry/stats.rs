@@ -106,7 +106,7 @@ impl ResourceInfo {
             metadata: extra.map_or_else(Vec::new, |e| e.metadata.clone()),
             timeout: slot.timeout(),
             depends_on: slot.deps().iter().filter_map(|&d| st.slot(d)).map(|s| s.id.to_string()).collect(),
-            dependents: slot.dependents as usize,
+            dependents: slot.dependents() as usize,
             age: st.age(slot),
             running: slot.state == crate::registry::state::SlotState::Running,
         }
