@@ -35,6 +35,12 @@ impl Outcomes {
         }
     }
 
+    /// Counts `n` unnamed actions that succeeded.
+    #[inline]
+    pub(crate) fn count_ok(&mut self, n: usize) {
+        self.unlisted_ok += n;
+    }
+
     #[cold]
     fn list(&mut self, name: Cow<'static, str>, seq: u64, status: Status, at: Option<Instant>) {
         if !status.is_ok() {

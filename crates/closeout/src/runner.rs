@@ -104,7 +104,7 @@ pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
 }
 
 #[inline]
-fn status_of(result: std::thread::Result<Outcome>) -> Status {
+pub(crate) fn status_of(result: std::thread::Result<Outcome>) -> Status {
     match result {
         Ok(Ok(())) => Status::Ok,
         Ok(Err(e)) => Status::Failed(CleanupError::new(e)),

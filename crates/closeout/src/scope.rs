@@ -238,32 +238,35 @@ impl Stack {
         let prev = self.tail;
         let idx = if self.free != NIL {
             let idx = self.free;
-            let slot = &mut self.slots[idx as usize];
-            self.free = slot.next;
-            slot.action = Some(action);
-            slot.meta = meta;
-            slot.seq = seq;
-            slot.prev = prev;
-            slot.next = NIL;
+            self.free = self.slots[idx as usize].next;
             idx
         } else {
             let idx = u32::try_from(self.slots.len()).expect("more than 4 billion live actions");
+            // An empty slot first, filled in place below as a reused one is: building the
+            // whole slot on the stack and copying it in was the costliest step of a defer.
             self.slots.push(Slot {
-                action: Some(action),
-                meta,
-                seq,
-                prev,
+                action: None,
+                meta: None,
+                seq: 0,
+                prev: NIL,
                 next: NIL,
                 generation: self.gen_base,
             });
             idx
         };
+        let slot = &mut self.slots[idx as usize];
+        slot.action = Some(action);
+        slot.meta = meta;
+        slot.seq = seq;
+        slot.prev = prev;
+        slot.next = NIL;
+        let generation = slot.generation;
         if prev != NIL {
             self.slots[prev as usize].next = idx;
         }
         self.tail = idx;
         self.len += 1;
-        (idx, self.slots[idx as usize].generation)
+        (idx, generation)
     }
 
     /// Unlinks a live slot and puts it on the free list.

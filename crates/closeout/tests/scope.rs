@@ -495,3 +495,82 @@ fn a_local_scope_runs_non_send_actions_last_in_first_out_whatever_they_do() {
     assert!(scope.close_shared().is_empty(), "releasing twice is a no-op");
     assert!(scope.defer(|| ()).is_err(), "released: handed back");
 }
+
+/// What one action of a generated sequence does.
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    Ok,
+    Fail,
+    Panic,
+    Cancelled,
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// `LocalScope` runs its unnamed actions in batches under one unwind guard; whatever mix of
+    /// named, unnamed, failing, panicking and cancelled actions it holds, it runs them in the
+    /// same order and reports the same entries and counts as `Scope` (the reference), and the
+    /// order is last-in-first-out of what was not cancelled.
+    #[test]
+    fn a_local_scope_reports_exactly_what_a_scope_does(
+        acts in proptest::collection::vec((0u8..4, proptest::bool::ANY), 0..40)
+    ) {
+        use closeout::LocalScope;
+        use std::sync::Mutex;
+        let acts: Vec<(Act, bool)> = acts
+            .into_iter()
+            .map(|(k, named)| ([Act::Ok, Act::Fail, Act::Panic, Act::Cancelled][k as usize], named))
+            .collect();
+        let action = |log: Arc<Mutex<Vec<usize>>>, i: usize, act: Act| {
+            move || -> Result<(), std::io::Error> {
+                log.lock().unwrap().push(i);
+                match act {
+                    Act::Fail => Err(std::io::Error::other(format!("failed {i}"))),
+                    Act::Panic => std::panic::panic_any(format!("panicked {i}")),
+                    _ => Ok(()),
+                }
+            }
+        };
+        let name = |i: usize, named: bool| if named { format!("n{i}") } else { String::new() };
+
+        let scope_log = Arc::new(Mutex::new(Vec::new()));
+        let scope = Scope::new();
+        let mut cancel = Vec::new();
+        for (i, &(act, named)) in acts.iter().enumerate() {
+            let h = scope.defer_named(name(i, named), action(Arc::clone(&scope_log), i, act)).unwrap();
+            if matches!(act, Act::Cancelled) {
+                cancel.push(h);
+            }
+        }
+        for h in cancel {
+            assert!(h.cancel());
+        }
+        let expected = scope.close();
+
+        let local_log = Arc::new(Mutex::new(Vec::new()));
+        let local = LocalScope::new();
+        let mut cancel = Vec::new();
+        for (i, &(act, named)) in acts.iter().enumerate() {
+            let h = local.defer_named(name(i, named), action(Arc::clone(&local_log), i, act)).unwrap();
+            if matches!(act, Act::Cancelled) {
+                cancel.push(h);
+            }
+        }
+        for h in cancel {
+            assert!(h.cancel());
+        }
+        let got = local.close();
+
+        let order: Vec<usize> =
+            (0..acts.len()).rev().filter(|&i| !matches!(acts[i].0, Act::Cancelled)).collect();
+        proptest::prop_assert_eq!(&*local_log.lock().unwrap(), &order);
+        proptest::prop_assert_eq!(&*scope_log.lock().unwrap(), &order);
+        let summary = |r: &closeout::Report| -> Vec<(String, u64, String)> {
+            r.entries().iter().map(|e| (e.id().to_owned(), e.seq(), e.status().to_string())).collect()
+        };
+        proptest::prop_assert_eq!(summary(&got), summary(&expected));
+        proptest::prop_assert_eq!(got.unlisted_ok(), expected.unlisted_ok());
+        proptest::prop_assert_eq!(got.totals(), expected.totals());
+    }
+}
