@@ -32,6 +32,41 @@ fn track_untrack(c: &mut Criterion) {
     g.finish();
 }
 
+/// `Off` in a loop of 1,000, through a separate tracker and through the global one
+/// (`LeakToken::new`), against the same loop with nothing tracked: the cost per object is the
+/// difference over 1,000, and issue 14's target is ≤ 2 ns whatever the loop.
+fn off_in_a_loop(c: &mut Criterion) {
+    const N: u64 = 1_000;
+    let mut g = c.benchmark_group("off_loop_1000");
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("empty_loop_baseline", |b| {
+        b.iter(|| {
+            for i in 0..N {
+                black_box(i);
+            }
+        })
+    });
+    let tracker = Tracker::new(Mode::Off);
+    g.bench_function("separate_tracker", |b| {
+        b.iter(|| {
+            for i in 0..N {
+                black_box(i);
+                drop(black_box(tracker.token("object")));
+            }
+        })
+    });
+    Tracker::global().set_mode(Mode::Off);
+    g.bench_function("global_tracker", |b| {
+        b.iter(|| {
+            for i in 0..N {
+                black_box(i);
+                drop(black_box(closeout::leak::LeakToken::new("object")));
+            }
+        })
+    });
+    g.finish();
+}
+
 const PER_THREAD: u64 = 100_000;
 
 fn threads(c: &mut Criterion) {
@@ -63,5 +98,5 @@ fn threads(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, track_untrack, threads);
+criterion_group!(benches, track_untrack, off_in_a_loop, threads);
 criterion_main!(benches);

@@ -52,6 +52,7 @@ fn main() {
         println!("{:<34} {:>10} {:>14.1}", "tracked object (full mode)", n, grown as f64 / n as f64);
         drop(tokens);
     }
+    parked_tasks();
     for n in [1_000usize, 100_000] {
         let scope = Scope::new();
         let before = live();
@@ -62,4 +63,67 @@ fn main() {
         println!("{:<34} {:>10} {:>14.1}", "scope action", n, grown as f64 / n as f64);
         drop(scope);
     }
+}
+
+/// Live heap per parked task: 10,000 tasks waiting on their token, spawned by a registry, a
+/// scope and (the baseline) a `TaskTracker` sharing one token, on a current-thread runtime
+/// that is warmed up first (its own one-off growth is not counted).
+fn parked_tasks() {
+    use closeout::owner::{Owner, Spawn};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+    const N: usize = 10_000;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let settle = || async {
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+        };
+        // Warm-up: the runtime's task lists and the allocator's arenas.
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        for _ in 0..N {
+            let t = token.clone();
+            tracker.spawn(async move { t.cancelled().await });
+        }
+        settle().await;
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+
+        let before = live();
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        for _ in 0..N {
+            let t = token.clone();
+            tracker.spawn(async move { t.cancelled().await });
+        }
+        settle().await;
+        let grown = live() - before;
+        println!("{:<34} {:>10} {:>14.1}", "parked task (TaskTracker)", N, grown as f64 / N as f64);
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+
+        let registry = Registry::new();
+        let before = live();
+        for _ in 0..N {
+            registry.spawn(Spawn::numbered("t"), |t| async move { t.cancelled().await }).unwrap();
+        }
+        settle().await;
+        let grown = live() - before;
+        println!("{:<34} {:>10} {:>14.1}", "parked task (registry)", N, grown as f64 / N as f64);
+        assert_eq!(registry.cleanup_all().await.totals().ok, N);
+
+        let scope = Scope::new();
+        let before = live();
+        for _ in 0..N {
+            scope.spawn("t", |t| async move { t.cancelled().await }).unwrap();
+        }
+        settle().await;
+        let grown = live() - before;
+        println!("{:<34} {:>10} {:>14.1}", "parked task (scope)", N, grown as f64 / N as f64);
+        assert_eq!(scope.close_async().await.len(), N);
+    });
 }

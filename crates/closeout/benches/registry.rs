@@ -3,7 +3,9 @@
 //!
 //! Run: `cargo bench --bench registry`
 
+use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use closeout::{Category, Registry, Report, Resource};
@@ -18,7 +20,32 @@ fn sync_register_cleanup(c: &mut Criterion) {
     for n in [1_000usize, 100_000] {
         g.throughput(Throughput::Elements(n as u64));
         g.sample_size(if n > 10_000 { 10 } else { 50 });
-        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+        // What a user could write by hand: a locked map of boxed closures with a duplicate
+        // check, drained and run at the end (issue 14's baseline, same ids, same window).
+        g.bench_with_input(BenchmarkId::new("mutex_hashmap_baseline", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let ids: Vec<String> = (0..n).map(|i| format!("res-{i}")).collect();
+                    let map: Mutex<HashMap<String, Box<dyn FnOnce() + Send>>> = Mutex::new(HashMap::new());
+                    let start = Instant::now();
+                    for id in ids {
+                        let mut m = map.lock().unwrap();
+                        assert!(!m.contains_key(&id), "duplicate id");
+                        m.insert(id, Box::new(|| ()));
+                    }
+                    let all: Vec<_> = map.lock().unwrap().drain().collect();
+                    let ran = all.len();
+                    for (_, f) in all {
+                        f();
+                    }
+                    total += start.elapsed();
+                    assert_eq!(ran, n);
+                }
+                total
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("registry", n), &n, |b, &n| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
