@@ -281,6 +281,11 @@ impl WorkCell {
         ended.map_or(Ok(()), report)
     }
 
+    /// How the work ended, if it has and nobody took the record yet.
+    fn take_ended(&self) -> Option<Ended> {
+        self.lock().ended.take()
+    }
+
     /// Whether the work has ended (and nobody took the record yet).
     pub(crate) fn has_ended(&self) -> bool {
         self.lock().ended.is_some()
@@ -301,11 +306,24 @@ impl WorkCell {
         S: FnOnce(Option<tokio::task::AbortHandle>) -> BoxError + Send + 'static,
     {
         let cell = Arc::clone(self);
+        // The waiting future (a timer and a `Notified`, a few hundred bytes) is boxed only when
+        // the teardown polls this cleanup: a parked task keeps just these captures until then.
         Cleanup::from_future(async move {
             if let Some(own) = own {
                 own.cancel();
             }
-            cell.wind_down(grace, stop).await
+            // Fast path: work that watched its token has usually ended by now (cancel first
+            // woke it before any cleanup started), and needs no timer.
+            if let Some(how) = cell.take_ended() {
+                return report(how);
+            }
+            // Its task may just have been woken and not run yet: one turn of the scheduler
+            // usually lets it end, which is far cheaper than arming a timer for the grace.
+            tokio::task::yield_now().await;
+            if let Some(how) = cell.take_ended() {
+                return report(how);
+            }
+            Box::pin(cell.wind_down(grace, stop)).await
         })
     }
 

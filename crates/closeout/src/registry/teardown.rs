@@ -255,7 +255,11 @@ impl Run {
             if self.inbox_dirty {
                 self.absorb();
             }
-            self.start_ready(&mut running);
+            std::future::poll_fn(|cx| {
+                self.start_ready(&mut running, cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
             if running.is_empty() {
                 if self.halt.is_some() {
                     break;
@@ -281,13 +285,13 @@ impl Run {
 
     /// Starts ready nodes of the current phase up to the concurrency bound. Sync cleanups
     /// without a timeout run right here.
-    fn start_ready(&mut self, running: &mut Running) {
-        self.start_ready_inner(running);
+    fn start_ready(&mut self, running: &mut Running, cx: &mut std::task::Context<'_>) {
+        self.start_ready_inner(running, cx);
         // Nothing may stay deferred past this point: the run may await, absorb or end next.
         self.flush_deferred();
     }
 
-    fn start_ready_inner(&mut self, running: &mut Running) {
+    fn start_ready_inner(&mut self, running: &mut Running, cx: &mut std::task::Context<'_>) {
         // Only consecutive inline cleanups may chain their clock reads.
         self.last_end = None;
         while self.halt.is_none() && running.len() < self.max_concurrency {
@@ -347,8 +351,17 @@ impl Run {
                         .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
                     self.finish(n, status);
                 }
+                // Polled once here first: a cleanup that is done at once (a no-op, a task that
+                // already ended) is finished without a node in `running`. One that is not is
+                // polled again by `running` with its own waker (a future wakes only the waker of
+                // its latest poll), so this poll's waker, the run's, at most wakes it once more.
                 (call, timeout) => {
-                    running.push(Box::pin(async move { (n, runner::run(owner, call, timeout).await) }));
+                    let mut fut: Pin<Box<dyn std::future::Future<Output = (u32, Status)> + Send>> =
+                        Box::pin(async move { (n, runner::run(owner, call, timeout).await) });
+                    match fut.as_mut().poll(cx) {
+                        std::task::Poll::Ready((n, status)) => self.finish(n, status),
+                        std::task::Poll::Pending => running.push(fut),
+                    }
                 }
             }
         }
