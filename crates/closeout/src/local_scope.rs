@@ -71,6 +71,13 @@ struct Stack {
     released: bool,
 }
 
+impl Stack {
+    #[cold]
+    fn add_name(&mut self, idx: u32, name: Cow<'static, str>) {
+        self.names.push((idx, name));
+    }
+}
+
 impl LocalScope {
     /// An empty scope.
     ///
@@ -97,6 +104,7 @@ impl LocalScope {
     /// assert_eq!(counter.get(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn defer<F, R>(&self, f: F) -> Result<LocalHandle<'_>, Rejected<F>>
     where
         F: FnOnce() -> R + 'static,
@@ -129,6 +137,9 @@ impl LocalScope {
         self.push(f, Some(name.into()))
     }
 
+    /// The one path of both `defer`s, inlined into the caller: what is left of it beside the
+    /// box and the vector push is a borrow flag and two compares.
+    #[inline]
     fn push<F, R>(&self, f: F, name: Option<Cow<'static, str>>) -> Result<LocalHandle<'_>, Rejected<F>>
     where
         F: FnOnce() -> R + 'static,
@@ -141,7 +152,7 @@ impl LocalScope {
         let Ok(idx) = u32::try_from(st.actions.len()) else { return Err(Rejected::new(f)) };
         st.actions.push(Some(Box::new(move || f().into_outcome())));
         if let Some(name) = name.filter(|n| !n.is_empty()) {
-            st.names.push((idx, name));
+            st.add_name(idx, name);
         }
         st.live += 1;
         Ok(LocalHandle { scope: self, idx })
