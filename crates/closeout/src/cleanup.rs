@@ -120,10 +120,12 @@ impl Cleanup {
         Cleanup(Box::new(AsyncCleanup { fut }))
     }
 
+    #[inline]
     pub(crate) fn is_async(&self) -> bool {
         self.0.is_async()
     }
 
+    #[inline]
     pub(crate) fn into_call(self) -> Call {
         self.0.into_call()
     }

@@ -570,7 +570,53 @@ proptest::proptest! {
             r.entries().iter().map(|e| (e.id().to_owned(), e.seq(), e.status().to_string())).collect()
         };
         proptest::prop_assert_eq!(summary(&got), summary(&expected));
+        // And both match the model: named actions and every failure are listed, in the order
+        // they ran, with their deferral number; unnamed successes are only counted.
+        let model: Vec<(String, u64, &str)> = order
+            .iter()
+            .filter(|&&i| acts[i].1 || !matches!(acts[i].0, Act::Ok))
+            .map(|&i| {
+                let kind = match acts[i].0 {
+                    Act::Fail => "failed",
+                    Act::Panic => "panicked",
+                    _ => "ok",
+                };
+                (name(i, acts[i].1), i as u64, kind)
+            })
+            .collect();
+        let listed: Vec<(String, u64, &str)> = got
+            .entries()
+            .iter()
+            .map(|e| {
+                let kind = match e.status() {
+                    Status::Ok => "ok",
+                    Status::Failed(_) => "failed",
+                    Status::Panicked(_) => "panicked",
+                    _ => "other",
+                };
+                (e.id().to_owned(), e.seq(), kind)
+            })
+            .collect();
+        proptest::prop_assert_eq!(listed, model);
+        let unnamed_ok = order.iter().filter(|&&i| !acts[i].1 && matches!(acts[i].0, Act::Ok)).count();
+        proptest::prop_assert_eq!(got.unlisted_ok(), unnamed_ok);
         proptest::prop_assert_eq!(got.unlisted_ok(), expected.unlisted_ok());
         proptest::prop_assert_eq!(got.totals(), expected.totals());
     }
+}
+
+/// A slot freed by a cancel and reused by a later `defer` holds a newer action than the slots
+/// after it: release must follow the deferral order, not the slab's.
+#[test]
+fn actions_in_reused_slots_still_run_last_in_first_out() {
+    let log = Log::new();
+    let scope = Scope::new();
+    let a = scope.defer(log.rec("a")).unwrap();
+    scope.defer(log.rec("b")).unwrap();
+    assert!(a.cancel());
+    scope.defer(log.rec("c")).unwrap(); // reuses a's slot
+    scope.defer_named("d", log.rec("d")).unwrap();
+    let report = scope.close();
+    assert_eq!(log.entries(), ["d", "c", "b"]);
+    assert_eq!(report.len(), 3);
 }
