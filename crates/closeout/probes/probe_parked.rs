@@ -20,6 +20,20 @@ fn main() {
         for _ in 0..ROUNDS {
             let start;
             match mode.as_str() {
+                "registry-split" => {
+                    let registry = Registry::new();
+                    for _ in 0..N {
+                        registry.spawn(Spawn::numbered("t"), |t| async move { t.cancelled().await }).unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let t0 = Instant::now();
+                    registry.token().cancel();
+                    let cancel = t0.elapsed();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    start = Instant::now();
+                    std::hint::black_box(registry.cleanup_all().await);
+                    eprintln!("cancel {cancel:?}, teardown after the tasks ended {:?}", start.elapsed());
+                }
                 "registry" => {
                     let registry = Registry::new();
                     for _ in 0..N {

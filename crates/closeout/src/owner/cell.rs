@@ -127,8 +127,9 @@ pub(crate) enum Stop<S> {
 
 /// A piece of work registered with its owner, not started yet.
 pub(crate) struct Tracked {
-    /// What the work watches to know it should wind down.
-    pub(crate) token: CancellationToken,
+    /// What the work watches to know it should wind down, until the kind takes it
+    /// ([`Tracked::take_token`]).
+    token: Option<CancellationToken>,
     pub(crate) cell: Arc<WorkCell>,
     owner: OwnerRef,
 }
@@ -158,12 +159,19 @@ where
         }
     };
     match attach(core, spawn, category, cleanup) {
-        Ok(owner) => Ok((Tracked { token, cell, owner }, f)),
+        Ok(owner) => Ok((Tracked { token: Some(token), cell, owner }, f)),
         Err((error, _unrun)) => Err(SpawnError::new(error, f)),
     }
 }
 
 impl Tracked {
+    /// The work's token, moved out for the work: every clone and drop of a token takes its
+    /// tree's lock, so the kind gets this one instead of a clone.
+    pub(crate) fn take_token(&mut self) -> CancellationToken {
+        // Taken once by each kind; a second take would get a fresh, never-cancelled token.
+        self.token.take().unwrap_or_default()
+    }
+
     /// The work started (with its task's abort handle, if it is a task): the cell takes the
     /// link to the owner (invariant W3).
     pub(crate) fn started(self, abort: Option<tokio::task::AbortHandle>) -> Arc<WorkCell> {

@@ -60,9 +60,10 @@ where
         }
         Box::new(Aborted { grace })
     };
-    let (tracked, f) = cell::track(core, &spawn, Category::Task, Stop::AfterGrace(give_up), f)?;
-    let watch = tracked.token.clone();
-    let fut = f(tracked.token.clone());
+    let (mut tracked, f) = cell::track(core, &spawn, Category::Task, Stop::AfterGrace(give_up), f)?;
+    let token = tracked.take_token();
+    let watch = token.clone();
+    let fut = f(token);
     let task_cell = std::sync::Arc::clone(&tracked.cell);
     let handle = rt.spawn(async move {
         match AssertUnwindSafe(fut).catch_unwind().await {

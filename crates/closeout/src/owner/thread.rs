@@ -179,8 +179,8 @@ where
     let give_up = move |_: Option<tokio::task::AbortHandle>| -> crate::cleanup::BoxError {
         Box::new(Abandoned { grace })
     };
-    let (tracked, f) = cell::track(core, &spawn, category, Stop::AfterGrace(give_up), f)?;
-    let stop = StopFlag { token: tracked.token.clone() };
+    let (mut tracked, f) = cell::track(core, &spawn, category, Stop::AfterGrace(give_up), f)?;
+    let stop = StopFlag { token: tracked.take_token() };
     let (tx, rx) = tokio::sync::oneshot::channel();
     // `f` goes to the thread through a slot so that, if the OS refuses the thread, it can be
     // taken back and returned unstarted.
