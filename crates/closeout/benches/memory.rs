@@ -65,65 +65,74 @@ fn main() {
     }
 }
 
+/// `n` tasks parked on one token, on a `TaskTracker`; stopped by [`stop_tracker`].
+fn park_on_tracker(n: usize) -> (tokio_util::task::TaskTracker, tokio_util::sync::CancellationToken) {
+    let tracker = tokio_util::task::TaskTracker::new();
+    let token = tokio_util::sync::CancellationToken::new();
+    for _ in 0..n {
+        let t = token.clone();
+        tracker.spawn(async move { t.cancelled().await });
+    }
+    (tracker, token)
+}
+
+async fn stop_tracker(
+    (tracker, token): (tokio_util::task::TaskTracker, tokio_util::sync::CancellationToken),
+) {
+    token.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Lets freshly spawned tasks reach their first await.
+async fn settle() {
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Prints the live heap that `park` added per task, once its tasks are parked.
+async fn per_parked_task<T>(label: &str, n: usize, park: impl FnOnce() -> T) -> T {
+    let before = live();
+    let parked = park();
+    settle().await;
+    let grown = live() - before;
+    println!("{:<34} {:>10} {:>14.1}", label, n, grown as f64 / n as f64);
+    parked
+}
+
 /// Live heap per parked task: 10,000 tasks waiting on their token, spawned by a registry, a
 /// scope and (the baseline) a `TaskTracker` sharing one token, on a current-thread runtime
 /// that is warmed up first (its own one-off growth is not counted).
 fn parked_tasks() {
     use closeout::owner::{Owner, Spawn};
-    use tokio_util::sync::CancellationToken;
-    use tokio_util::task::TaskTracker;
     const N: usize = 10_000;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let settle = || async {
-            for _ in 0..4 {
-                tokio::task::yield_now().await;
-            }
-        };
         // Warm-up: the runtime's task lists and the allocator's arenas.
-        let tracker = TaskTracker::new();
-        let token = CancellationToken::new();
-        for _ in 0..N {
-            let t = token.clone();
-            tracker.spawn(async move { t.cancelled().await });
-        }
+        let warm = park_on_tracker(N);
         settle().await;
-        token.cancel();
-        tracker.close();
-        tracker.wait().await;
+        stop_tracker(warm).await;
 
-        let before = live();
-        let tracker = TaskTracker::new();
-        let token = CancellationToken::new();
-        for _ in 0..N {
-            let t = token.clone();
-            tracker.spawn(async move { t.cancelled().await });
-        }
-        settle().await;
-        let grown = live() - before;
-        println!("{:<34} {:>10} {:>14.1}", "parked task (TaskTracker)", N, grown as f64 / N as f64);
-        token.cancel();
-        tracker.close();
-        tracker.wait().await;
+        let parked = per_parked_task("parked task (TaskTracker)", N, || park_on_tracker(N)).await;
+        stop_tracker(parked).await;
 
         let registry = Registry::new();
-        let before = live();
-        for _ in 0..N {
-            registry.spawn(Spawn::numbered("t"), |t| async move { t.cancelled().await }).unwrap();
-        }
-        settle().await;
-        let grown = live() - before;
-        println!("{:<34} {:>10} {:>14.1}", "parked task (registry)", N, grown as f64 / N as f64);
+        per_parked_task("parked task (registry)", N, || {
+            for _ in 0..N {
+                registry.spawn(Spawn::numbered("t"), |t| async move { t.cancelled().await }).unwrap();
+            }
+        })
+        .await;
         assert_eq!(registry.cleanup_all().await.totals().ok, N);
 
         let scope = Scope::new();
-        let before = live();
-        for _ in 0..N {
-            scope.spawn("t", |t| async move { t.cancelled().await }).unwrap();
-        }
-        settle().await;
-        let grown = live() - before;
-        println!("{:<34} {:>10} {:>14.1}", "parked task (scope)", N, grown as f64 / N as f64);
+        per_parked_task("parked task (scope)", N, || {
+            for _ in 0..N {
+                scope.spawn("t", |t| async move { t.cancelled().await }).unwrap();
+            }
+        })
+        .await;
         assert_eq!(scope.close_async().await.len(), N);
     });
 }
