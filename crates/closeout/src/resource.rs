@@ -114,6 +114,7 @@ impl Resource {
     /// assert_eq!(r.get_category(), &Category::Database);
     /// ```
     #[must_use]
+    #[inline]
     pub fn category(mut self, category: Category) -> Self {
         self.category = category;
         self
@@ -127,6 +128,7 @@ impl Resource {
     /// assert_eq!(r.get_priority(), Priority::High);
     /// ```
     #[must_use]
+    #[inline]
     pub fn priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
         self
@@ -147,6 +149,7 @@ impl Resource {
     /// assert_eq!(r.get_timeout(), Some(Duration::from_millis(250)));
     /// ```
     #[must_use]
+    #[inline]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -69,11 +69,11 @@ pub(crate) fn stale_records() -> Vec<LeakRecord> {
 
 /// In backtrace mode, records where a resource is being registered (before the registry's
 /// lock is taken: capturing takes microseconds).
-pub(crate) fn note_registration(mut resource: crate::Resource) -> crate::Resource {
+#[inline]
+pub(crate) fn note_registration(resource: &mut crate::Resource) {
     if Tracker::global().wants_backtraces() {
         resource.extra_mut().backtrace = Some(Arc::new(Backtrace::force_capture()));
     }
-    resource
 }
 
 /// A registry is being dropped: what is still registered (id, age, registration backtrace)

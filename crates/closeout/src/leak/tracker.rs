@@ -540,8 +540,14 @@ impl Tracker {
     }
 
     /// Whether records are taken with backtraces now.
+    /// One load on every registration; the environment is read only on the first.
+    #[inline]
     pub(crate) fn wants_backtraces(&self) -> bool {
-        self.mode() == Mode::Backtrace
+        // Relaxed: a mode is a setting read on its own, like `admit`'s.
+        match self.0.inner().level.load(Ordering::Relaxed) {
+            UNSET => self.mode() == Mode::Backtrace,
+            level => Mode::decode(level, 1) == Mode::Backtrace,
+        }
     }
 
     /// Live objects tracked at least `age` ago, oldest first.

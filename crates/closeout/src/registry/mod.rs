@@ -301,7 +301,9 @@ impl Registry {
     /// ```
     pub fn register(&self, resource: Resource) -> Result<(), RegisterError> {
         #[cfg(not(loom))]
-        let resource = crate::leak::note_registration(resource);
+        let mut resource = resource;
+        #[cfg(not(loom))]
+        crate::leak::note_registration(&mut resource);
         let sid = self.lock().register(resource)?;
         self.announce(&[sid]);
         Ok(())
