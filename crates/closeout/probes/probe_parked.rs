@@ -10,14 +10,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const N: usize = 10_000;
-const ROUNDS: usize = 50;
+/// Rounds, 50 unless `PROBE_ROUNDS` says otherwise (callgrind wants few).
+fn rounds() -> usize {
+    std::env::var("PROBE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(50)
+}
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut total = Duration::ZERO;
     rt.block_on(async {
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds() {
             let start;
             match mode.as_str() {
                 "registry-split" => {
@@ -69,5 +72,5 @@ fn main() {
             total += start.elapsed();
         }
     });
-    println!("{mode}: {:?} per teardown of {N}", total / ROUNDS as u32);
+    println!("{mode}: {:?} per teardown of {N}", total / rounds() as u32);
 }
