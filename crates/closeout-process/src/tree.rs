@@ -24,6 +24,24 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// uninterruptible sleep cannot die sooner).
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
+/// Whether a seen member needs nothing more from us (fallback): reaped, or gone for good. A
+/// member that is still a zombie, even another process's, is not settled: when its parent (a
+/// member too, as a rule) exits, it becomes our child (we are its subreaper), and only we can
+/// reap it then.
+fn settled(seen: &BTreeMap<u32, Option<u64>>, p: u32) -> bool {
+    match seen.get(&p) {
+        Some(&Some(start)) => {
+            let id = ProcessId { pid: p, start };
+            scan::reap_checked(id) && !(scan::state(p) == Some('Z') && ProcessId::of(p) == Some(id))
+        }
+        _ => true,
+    }
+}
+
+/// How long the fallback's last step waits for a member's zombie to come to us (its parent, a
+/// member too, is exiting): reparenting follows the parent's exit within microseconds.
+const REPARENT_WAIT: Duration = Duration::from_millis(100);
+
 /// How often the ladder looks: short, so that it returns within a few milliseconds of the last
 /// process exiting.
 /// The ladder's first pause between looks at the tree; it doubles up to [`MAX_POLL`], and goes
@@ -940,10 +958,7 @@ impl<'a> Ladder<'a> {
                 });
                 self.dying.extend(live.iter().copied().filter(|&p| p != pid));
                 live.extend(self.dying.iter().copied());
-                self.unreaped.retain(|p| {
-                    live.contains(p)
-                        || matches!(seen.get(p), Some(&Some(start)) if !scan::reap_checked(ProcessId { pid: *p, start }))
-                });
+                self.unreaped.retain(|p| live.contains(p) || !settled(seen, *p));
                 live.into_iter().collect()
             }
         };
@@ -1085,9 +1100,19 @@ impl<'a> Ladder<'a> {
                 }
             }
             None => {
-                let seen = &self.seen;
-                self.unreaped
-                    .retain(|p| matches!(seen.get(p), Some(&Some(start)) if !scan::reap_checked(ProcessId { pid: *p, start })));
+                // A member that died as the zombie of another member which is exiting too
+                // becomes our child (we are its subreaper) only once that parent is gone: a
+                // single pass would leave it a zombie. So a zombie whose parent is a member is
+                // looked at again, for a bounded moment.
+                let until = Instant::now() + REPARENT_WAIT;
+                loop {
+                    let seen = &self.seen;
+                    self.unreaped.retain(|p| !settled(seen, *p));
+                    if self.unreaped.is_empty() || Instant::now() >= until {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
         }
         // The cgroup goes once the kernel says it is empty; then the journal record goes, unless
