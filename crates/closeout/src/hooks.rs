@@ -404,6 +404,13 @@ impl Hooks {
 
     /// Installs the hooks.
     ///
+    /// # Limits
+    ///
+    /// A signal that arrives *while* `install` registers the first handler for it can be lost:
+    /// signal-hook installs its OS handler a moment before the action that queues the signal
+    /// for the dispatcher is published, and a signal in between finds no action. The process
+    /// then goes on as if the signal had not come. Once `install` has returned, nothing is lost.
+    ///
     /// # Errors
     ///
     /// A [`HookError`]: hooks installed already, an empty signal list, a zero deadline, a

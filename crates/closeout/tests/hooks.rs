@@ -291,7 +291,20 @@ fn readme_hooks() -> PathBuf {
 fn catches_sigterm(pid: u32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or("0");
-    u64::from_str_radix(mask, 16).is_ok_and(|m| m & (1 << (15 - 1)) != 0)
+    let caught = u64::from_str_radix(mask, 16).is_ok_and(|m| m & (1 << (15 - 1)) != 0);
+    // SigCgt flips when signal-hook installs its OS handler, a moment *before* it publishes the
+    // action that queues the signal for the dispatcher: a SIGTERM sent in between is lost
+    // (signal-hook-registry's `register_unchecked_impl`). The dispatcher thread is started only
+    // after every action is published, so its presence is the moment the hooks are ready.
+    caught && has_thread(pid, "closeout-signal")
+}
+
+/// Whether `pid` has a thread whose name starts with `name` (the kernel keeps 15 bytes).
+fn has_thread(pid: u32, name: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks
+        .flatten()
+        .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end().starts_with(name)))
 }
 
 #[test]
