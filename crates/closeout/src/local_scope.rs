@@ -5,8 +5,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use crate::cleanup::{IntoOutcome, Outcome};
 use crate::error::Rejected;
 use crate::outcomes::Outcomes;
@@ -186,7 +184,7 @@ impl LocalScope {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close_shared(&self) -> Report {
-        let (actions, mut names) = {
+        let (mut actions, mut names) = {
             let mut st = self.stack.borrow_mut();
             if st.released {
                 return Report::default();
@@ -197,7 +195,6 @@ impl LocalScope {
         };
         let mut out = Outcomes::new();
         let _mark = runner::Mark::enter(0);
-        let mut actions = actions;
         while let Some((idx, status)) = run_unnamed(&mut actions, &names, &mut out) {
             let name = match names.last() {
                 Some((i, _)) if *i as usize == idx => names.pop().map_or(Cow::Borrowed(""), |(_, n)| n),
@@ -251,36 +248,29 @@ impl fmt::Debug for LocalScope {
     }
 }
 
-/// Runs the unnamed actions on top of `actions`, last first, under one `catch_unwind` for the
-/// whole stretch (a landing pad per action was most of the cost over a plain vector of boxes),
-/// and counts the successes. Stops at the next named action (returned with no status, unrun:
-/// it is timed and listed by the caller) or after an action that failed or panicked (returned
-/// with its status). `None` once every action has run.
+/// Runs the unnamed actions on top of `actions`, last first, as one stretch
+/// ([`runner::run_stretch`]), and counts the successes. Stops at the next named action
+/// (returned with no status, unrun: it is timed and listed by the caller) or after an action
+/// that failed or panicked (returned with its status). `None` once every action has run.
 fn run_unnamed(
     actions: &mut Vec<Option<Action>>,
     names: &[(u32, Cow<'static, str>)],
     out: &mut Outcomes,
 ) -> Option<(usize, Option<Status>)> {
     let floor = names.last().map_or(0, |(i, _)| *i as usize + 1);
-    let mut ok = 0;
-    let mut current = 0;
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    let (ok, stopped) = runner::run_stretch(|| {
         while actions.len() > floor {
             let idx = actions.len() - 1;
-            let Some(action) = actions.pop().flatten() else { continue };
-            current = idx;
-            if let Err(e) = action() {
-                return Some((idx, e));
+            if let Some(action) = actions.pop().flatten() {
+                return Some((idx as u64, action));
             }
-            ok += 1;
         }
         None
-    }));
+    });
     out.count_ok(ok);
-    match result {
-        Ok(None) => actions.len().checked_sub(1).map(|named| (named, None)),
-        Ok(Some((idx, e))) => Some((idx, Some(runner::status_of(Ok(Err(e)))))),
-        Err(payload) => Some((current, Some(runner::status_of(Err(payload))))),
+    match stopped {
+        Some((idx, status)) => Some((idx as usize, Some(status))),
+        None => actions.len().checked_sub(1).map(|named| (named, None)),
     }
 }
 

@@ -118,6 +118,35 @@ pub(crate) fn run_inline(owner: usize, f: Box<dyn SyncCall>) -> Status {
     status_of(catch_unwind(AssertUnwindSafe(|| f.call())))
 }
 
+/// Runs the actions `next` hands out, one after another, under one `catch_unwind` for the
+/// whole stretch: a landing pad per action was most of what a scope cost over a plain vector of
+/// boxes. `next` returns `None` where the stretch ends. Returns how many actions succeeded, and
+/// the one that failed or panicked (the number `next` gave it, and its status), which ends the
+/// stretch too. Shared by [`Scope`](crate::Scope) and [`LocalScope`](crate::LocalScope).
+pub(crate) fn run_stretch<F>(mut next: impl FnMut() -> Option<(u64, F)>) -> (usize, Option<(u64, Status)>)
+where
+    F: FnOnce() -> Outcome,
+{
+    let mut ok = 0;
+    let mut current = 0;
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        while let Some((n, f)) = next() {
+            current = n;
+            if let Err(e) = f() {
+                return Some(e);
+            }
+            ok += 1;
+        }
+        None
+    }));
+    let stopped = match result {
+        Ok(None) => None,
+        Ok(Some(e)) => Some((current, status_of(Ok(Err(e))))),
+        Err(payload) => Some((current, status_of(Err(payload)))),
+    };
+    (ok, stopped)
+}
+
 /// Runs a cleanup that is not `Send` (a [`LocalScope`](crate::LocalScope)'s) here, now.
 pub(crate) fn run_local(f: impl FnOnce() -> Outcome) -> Status {
     status_of(catch_unwind(AssertUnwindSafe(f)))

@@ -6,7 +6,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -462,38 +461,29 @@ fn release_slot(mut slot: Slot, out: &mut Outcomes) {
     }
 }
 
-/// Runs the plain actions (unnamed and sync) on top of a dense stack, last first, under one
-/// `catch_unwind` for the whole stretch, and counts the successes: a landing pad, a clock
-/// check and a report call per action were most of what a scope cost over a vector of boxes.
-/// Stops at the first action that is not plain (returned with no status, still on the stack)
-/// or after one that failed or panicked (returned with its deferral number and status).
-/// `None` once the stack is empty.
+/// Runs the plain actions (unnamed and sync) on top of a dense stack, last first, as one
+/// stretch ([`runner::run_stretch`]), and counts the successes: a landing pad, a clock check and
+/// a report call per action were most of what a scope cost over a vector of boxes. Stops at the
+/// first action that is not plain (returned with no status, still on the stack) or after one
+/// that failed or panicked (returned with its deferral number and status). `None` once the
+/// stack is empty.
 fn run_plain(slots: &mut Vec<Slot>, out: &mut Outcomes) -> Option<(u64, Option<Status>)> {
-    let mut ok = 0;
-    let mut current = 0;
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        while let Some(top) = slots.last() {
-            let plain =
-                top.meta.is_none() && matches!(&top.action, Some(Action::Cleanup(c)) if !c.is_async());
-            if !plain {
-                break;
-            }
-            let Some(Slot { action: Some(Action::Cleanup(c)), seq, .. }) = slots.pop() else { break };
-            current = u64::from(seq);
-            if let Call::Sync(f) = c.into_call()
-                && let Err(e) = f.call()
-            {
-                return Some(e);
-            }
-            ok += 1;
+    let (ok, stopped) = runner::run_stretch(|| {
+        let top = slots.last()?;
+        if top.meta.is_some() || !matches!(&top.action, Some(Action::Cleanup(c)) if !c.is_async()) {
+            return None;
         }
-        None
-    }));
+        let Some(Slot { action: Some(Action::Cleanup(c)), seq, .. }) = slots.pop() else { return None };
+        match c.into_call() {
+            Call::Sync(f) => Some((u64::from(seq), move || f.call())),
+            // Not reached: a plain action is sync (checked above).
+            Call::Async(_) => None,
+        }
+    });
     out.count_ok(ok);
-    match result {
-        Ok(None) => slots.last().map(|top| (u64::from(top.seq), None)),
-        Ok(Some(e)) => Some((current, Some(runner::status_of(Ok(Err(e)))))),
-        Err(payload) => Some((current, Some(runner::status_of(Err(payload))))),
+    match stopped {
+        Some((seq, status)) => Some((seq, Some(status))),
+        None => slots.last().map(|top| (u64::from(top.seq), None)),
     }
 }
 
