@@ -1102,8 +1102,8 @@ impl<'a> Ladder<'a> {
             None => {
                 // A member that died as the zombie of another member which is exiting too
                 // becomes our child (we are its subreaper) only once that parent is gone: a
-                // single pass would leave it a zombie. So a zombie whose parent is a member is
-                // looked at again, for a bounded moment.
+                // single pass would leave it a zombie. So a member still a zombie, anyone's, is
+                // looked at again (`settled`), for a bounded moment.
                 let until = Instant::now() + REPARENT_WAIT;
                 loop {
                     let seen = &self.seen;

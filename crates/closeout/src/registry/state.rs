@@ -56,7 +56,7 @@ pub(crate) struct Slot {
 }
 
 /// Tags, description, metadata, dependencies and a timeout: out of line, allocated only when
-/// used (most resources have none of them, and a slot stays at 80 bytes).
+/// used (most resources have none of them, and a slot stays at 72 bytes).
 #[derive(Default)]
 pub(crate) struct SlotExtra {
     pub(crate) timeout: Option<Duration>,
