@@ -130,6 +130,7 @@
 //!
 //! - `hooks` (default, Unix): the [`hooks`] module (`signal-hook`).
 //! - `serde`: `Serialize` for [`Report`], [`Plan`] and [`Stats`].
+//! - `macros`: the [`#[closeout::test]`](test) attribute ([`testing`] works without it).
 //! - `full`: everything.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -162,10 +163,59 @@ mod resource;
 mod runner;
 mod scope;
 mod sync;
+#[cfg(not(loom))]
+pub mod testing;
 
 pub use category::{Category, Priority};
 pub use cleanup::{BoxError, IntoOutcome};
 pub use clock::saturating_deadline;
+/// Makes a test with a fresh [`Registry`] that is torn down after the body — also when it
+/// panics — and a leak check (feature `macros`).
+///
+/// The function may take the test's registry as its one argument (`&Registry`, or `Registry`
+/// by value: a handle), or reach it with [`testing::registry`]. It may be `async` (it then runs
+/// on a tokio runtime, as with `#[tokio::test]`) and may return `Result<(), E>`. The test fails
+/// when the body panics or returns an error, when the teardown fails (with its report), when
+/// something leaked (with the leak report) and, for async tests, when tokio tasks outlive the
+/// teardown. It expands to a call of [`testing::run`] or [`testing::run_async`]; their docs
+/// say exactly what is checked.
+///
+/// Arguments, all optional:
+/// - `leaks = "tracked"` (default) checks objects tracked by [`leak`] — each test has a
+///   tracker of its own, so tests running in parallel under `cargo test` never see each
+///   other's; `"os"` checks threads, file descriptors and child processes too (process-wide:
+///   run such tests one per process, as `cargo nextest` does); `"off"` checks the teardown only.
+/// - `leak_timeout_ms = N`: how long the leak check retries (default 1,000).
+/// - `flavor = "current_thread"` (default) or `"multi_thread"`, and `worker_threads = N` with
+///   the latter: the runtime of an async test, as `#[tokio::test]` takes them.
+///
+/// ```
+/// # #![allow(unused_imports)] // a doctest is not built with `--test`: the tests are left out
+/// use closeout::{Registry, Resource};
+/// use closeout::leak::Tracked;
+/// use closeout::owner::Owner;
+///
+/// #[closeout::test]
+/// fn releases_what_it_registers(registry: &Registry) {
+///     let conn = Tracked::named(vec![0u8; 8], "connection");
+///     registry.register(Resource::new("conn", move || drop(conn))).unwrap();
+/// } // "conn" is torn down, then nothing tracked is left: the test passes
+///
+/// #[closeout::test(flavor = "multi_thread", worker_threads = 2)]
+/// async fn stops_its_tasks(registry: Registry) -> Result<(), Box<dyn std::error::Error>> {
+///     registry.spawn("ticker", |token| async move { token.cancelled().await })?;
+///     Ok(())
+/// }
+///
+/// #[closeout::test]
+/// #[should_panic(expected = "forgotten")]
+/// fn fails_on_a_leak() {
+///     std::mem::forget(Tracked::named(1u8, "forgotten"));
+/// }
+/// # fn main() {}
+/// ```
+#[cfg(feature = "macros")]
+pub use closeout_macros::test;
 pub use error::{BatchError, Error, RegisterError, Rejected};
 pub use local_scope::{LocalHandle, LocalScope};
 pub use observer::Event;

@@ -348,3 +348,92 @@ fn live_is_strictly_oldest_first_even_when_slots_are_reused() {
         assert_eq!(order, expected);
     });
 }
+
+/// Eight threads each enter a tracker of their own and leak a different number of objects
+/// while the others run: each tracker holds exactly its own thread's objects, the global
+/// tracker none of them, and after every guard is gone objects go to the global tracker again.
+#[test]
+fn entered_trackers_keep_each_threads_objects_apart() {
+    // Isolated: it counts the global tracker, which other tests of this binary use.
+    common::isolated("entered_trackers_keep_each_threads_objects_apart", entered_trackers_body);
+}
+
+fn entered_trackers_body() {
+    let global_before = Tracker::global().len();
+    let trackers: Vec<Tracker> = (0..8).map(|_| Tracker::new(Mode::Full)).collect();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = trackers
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, tracker)| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let _entered = tracker.enter();
+                barrier.wait();
+                for n in 0..=i {
+                    std::mem::forget(Tracked::named(n, format!("thread {i}")));
+                    let _dropped = Tracked::new(n);
+                }
+                closeout::leak::track_arc(&std::sync::Arc::new(()), "gone");
+                let check = LeakCheck::new().tracked_only();
+                assert_eq!(check.leaks_now().tracked().total(), 0, "the check was made after the leaks");
+                barrier.wait();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for (i, tracker) in trackers.iter().enumerate() {
+        let live = tracker.live();
+        assert_eq!(live.len(), i + 1, "tracker {i}: {live:?}");
+        assert!(live.iter().all(|r| r.name() == format!("thread {i}")));
+    }
+    assert_eq!(Tracker::global().len(), global_before);
+    // Nobody is routed now: a new object goes to the global tracker.
+    let token = closeout::leak::LeakToken::new("after");
+    assert_eq!(Tracker::current().live_of_kind("after").len(), usize::from(token.is_tracked()));
+}
+
+/// Guards nest: the inner tracker is current until its guard goes, then the outer one again;
+/// a mode set while routed changes the entered tracker, never the global one.
+#[test]
+fn entered_trackers_nest_and_restore() {
+    let outer = Tracker::new(Mode::Full);
+    let inner = Tracker::new(Mode::Full);
+    let global_mode = Tracker::global().mode();
+    let a = outer.enter();
+    let x = closeout::leak::track("outer-1");
+    {
+        let _b = inner.enter();
+        let y = closeout::leak::track("inner-1");
+        Tracker::current().set_mode(Mode::Backtrace);
+        assert_eq!(inner.mode(), Mode::Backtrace);
+        assert_eq!(Tracker::global().mode(), global_mode);
+        assert_eq!(inner.live_of_kind("inner-1").len(), 1);
+        drop(y);
+    }
+    let z = closeout::leak::track("outer-2");
+    assert_eq!(outer.len(), 2);
+    assert!(inner.is_empty());
+    drop((x, z, a));
+    assert!(outer.is_empty());
+    assert_eq!(Tracker::global().mode(), global_mode);
+}
+
+/// The leak-record of a registry dropped with resources goes to the tracker the dropping
+/// thread entered, so a per-test check sees it.
+#[test]
+fn a_registry_dropped_while_routed_is_recorded_in_the_entered_tracker() {
+    let tracker = Tracker::new(Mode::Full);
+    let _entered = tracker.enter();
+    let check = LeakCheck::new().tracked_only().timeout(Duration::from_millis(10));
+    let registry = closeout::Registry::new();
+    registry.register(closeout::Resource::new("left-behind", || ())).unwrap();
+    drop(registry);
+    let leaks = check.leaks_now();
+    assert_eq!(leaks.tracked().total(), 1, "{leaks}");
+    assert!(leaks.to_string().contains("left-behind"), "{leaks}");
+    std::mem::forget(check);
+}

@@ -8,7 +8,8 @@
 //! - [`Tracked<T>`] and [`LeakToken`] record an object from creation to drop;
 //!   [`track_arc`] records an `Arc`'s value until its last strong reference goes.
 //! - A [`Tracker`] holds the records, sharded so threads do not contend; the global one is
-//!   used by the free functions here, [`Tracker::new`] makes separate ones.
+//!   used by the free functions here, [`Tracker::new`] makes separate ones, and
+//!   [`Tracker::enter`] routes a thread's objects into one of those (a test of its own).
 //! - [`Mode`] sets the cost: off, sampled, full, or full with backtraces; `CLOSEOUT_LEAK`
 //!   sets it from the environment.
 //! - [`LeakReport`] groups what is live by kind and creation site, oldest first.
@@ -21,7 +22,7 @@
 //!
 //! ```
 //! use closeout::leak::{Mode, Tracked, Tracker};
-//! let tracker = Tracker::new(Mode::Full); // or leak::Tracker::global()
+//! let tracker = Tracker::new(Mode::Full); // or leak::Tracker::current()
 //! let conn = Tracked::in_tracker(&tracker, vec![0u8; 16], Some("upstream".into()));
 //! std::mem::forget(conn); // a leak
 //! let report = tracker.report();
@@ -49,9 +50,9 @@ pub(crate) use stale::{
     StaleResource, StaleSource, note_registration, registry_dropped, scope_dropped_with_async, watch,
 };
 pub use tracked::Tracked;
-pub use tracker::{LeakRecord, LeakToken, Tracker};
+pub use tracker::{Entered, LeakRecord, LeakToken, Tracker};
 
-/// Tracks one object of `kind` in the global tracker until the token is dropped.
+/// Tracks one object of `kind` in the current tracker ([`Tracker::current`]: the global one unless this thread entered another) until the token is dropped.
 ///
 /// ```
 /// let token = closeout::leak::track("job");
@@ -59,43 +60,44 @@ pub use tracker::{LeakRecord, LeakToken, Tracker};
 /// ```
 #[inline]
 pub fn track(kind: &'static str) -> LeakToken {
-    Tracker::global().token(kind)
+    Tracker::current().token(kind)
 }
 
-/// Tracks an `Arc`'s value in the global tracker until its last strong reference is gone.
+/// Tracks an `Arc`'s value in the current tracker ([`Tracker::current`]: the global one unless this thread entered another) until its last strong reference is gone.
 ///
 /// ```
 /// let cache = std::sync::Arc::new(());
 /// closeout::leak::track_arc(&cache, "cache");
 /// ```
 pub fn track_arc<T: Send + Sync + 'static>(arc: &std::sync::Arc<T>, kind: &'static str) {
-    Tracker::global().track_arc(arc, kind);
+    Tracker::current().track_arc(arc, kind);
 }
 
-/// Every object live in the global tracker, oldest first.
+/// Every object live in the current tracker ([`Tracker::current`]: the global one unless this thread entered another), oldest first.
 ///
 /// ```
 /// let _ = closeout::leak::live();
 /// ```
 pub fn live() -> Vec<LeakRecord> {
-    Tracker::global().live()
+    Tracker::current().live()
 }
 
-/// The global tracker's report, with the stale resources of watched registries.
+/// The current tracker's report ([`Tracker::current`]); the global one's includes the stale
+/// resources of watched registries.
 ///
 /// ```
 /// println!("{}", closeout::leak::report());
 /// ```
 pub fn report() -> LeakReport {
-    Tracker::global().report()
+    Tracker::current().report()
 }
 
-/// Sets the global tracker's mode (overriding `CLOSEOUT_LEAK`).
+/// Sets the current tracker's mode (the global one's overrides `CLOSEOUT_LEAK`).
 ///
 /// ```
 /// closeout::leak::set_mode(closeout::leak::Mode::Sampled(128));
 /// # closeout::leak::set_mode(closeout::leak::Mode::Full);
 /// ```
 pub fn set_mode(mode: Mode) {
-    Tracker::global().set_mode(mode);
+    Tracker::current().set_mode(mode);
 }

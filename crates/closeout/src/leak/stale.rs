@@ -71,7 +71,7 @@ pub(crate) fn stale_records() -> Vec<LeakRecord> {
 /// lock is taken: capturing takes microseconds).
 #[inline]
 pub(crate) fn note_registration(resource: &mut crate::Resource) {
-    if Tracker::global().wants_backtraces() {
+    if Tracker::current().wants_backtraces() {
         resource.extra_mut().backtrace = Some(Arc::new(Backtrace::force_capture()));
     }
 }
@@ -83,7 +83,7 @@ pub(crate) fn registry_dropped(leaked: impl Iterator<Item = (String, Duration, O
     if leaked.peek().is_none() {
         return;
     }
-    let tracker = Tracker::global();
+    let tracker = Tracker::current();
     for (id, age, backtrace) in leaked {
         tracker.record_leaked(REGISTRY_RESOURCE, id, age, backtrace);
     }
@@ -91,7 +91,7 @@ pub(crate) fn registry_dropped(leaked: impl Iterator<Item = (String, Duration, O
 
 /// A scope is being dropped with `pending` actions, some async, that `Drop` has to block on.
 pub(crate) fn scope_dropped_with_async(pending: usize) {
-    let tracker = Tracker::global();
+    let tracker = Tracker::current();
     let backtrace = tracker.wants_backtraces().then(|| Arc::new(Backtrace::force_capture()));
     tracker.record_leaked(
         SCOPE_ASYNC_DROP,

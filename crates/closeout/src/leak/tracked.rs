@@ -25,15 +25,15 @@ pub struct Tracked<T> {
 }
 
 impl<T> Tracked<T> {
-    /// Tracks `value` in the global tracker.
+    /// Tracks `value` in the [current](Tracker::current) tracker (the global one unless this thread entered another).
     #[inline]
     pub fn new(value: T) -> Tracked<T> {
-        Tracked { value, _token: Tracker::global().token(std::any::type_name::<T>()) }
+        Tracked { value, _token: Tracker::current().token(std::any::type_name::<T>()) }
     }
 
-    /// Tracks `value` in the global tracker under `name`.
+    /// Tracks `value` in the [current](Tracker::current) tracker under `name`.
     pub fn named(value: T, name: impl Into<Cow<'static, str>>) -> Tracked<T> {
-        Tracked { value, _token: Tracker::global().token_named(std::any::type_name::<T>(), name) }
+        Tracked { value, _token: Tracker::current().token_named(std::any::type_name::<T>(), name) }
     }
 
     /// Tracks `value` in `tracker`, optionally named.

@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::backtrace::Backtrace;
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
@@ -35,7 +35,11 @@ pub(crate) fn set_global_source(source: fn() -> Vec<LeakRecord>) {
 /// The kind recorded for an object tracked with an empty kind.
 pub(crate) const EMPTY_KIND: &str = "(no kind)";
 /// `level` before the global tracker has read `CLOSEOUT_LEAK`.
-const UNSET: u8 = u8::MAX;
+const UNSET: u8 = 0x7f;
+/// A bit of the global tracker's `level`: some thread has [entered](Tracker::enter) a tracker
+/// of its own, so [`Tracker::current`] must look at the thread's routing before it records.
+/// Only the global table ever carries it; every reader of a mode masks it off.
+const ROUTE: u8 = 0x80;
 
 /// One live tracked object, as stored: 40 bytes. A vacant record is a link in its shard's free
 /// list (`thread` holds the next free index), so the free list costs no memory of its own.
@@ -200,11 +204,19 @@ impl Inner {
     fn set_mode(&self, mode: Mode) {
         let (level, n) = mode.encode();
         self.sample.store(n, Ordering::Relaxed);
-        self.level.store(level, Ordering::Relaxed);
+        // The routing bit is not the mode's: keep it as `enter`/`exit` left it.
+        let _ =
+            self.level.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| Some(level | (old & ROUTE)));
+    }
+
+    /// The mode's level, without the routing bit.
+    #[inline(always)]
+    fn level(&self) -> u8 {
+        self.level.load(Ordering::Relaxed) & !ROUTE
     }
 
     fn mode(&self) -> Mode {
-        Mode::decode(self.level.load(Ordering::Relaxed), self.sample.load(Ordering::Relaxed))
+        Mode::decode(self.level(), self.sample.load(Ordering::Relaxed))
     }
 
     /// The cheap part of tracking: whether this object is recorded, and with a backtrace. `Off`
@@ -214,7 +226,7 @@ impl Inner {
     fn admit(&self) -> Option<bool> {
         // Relaxed: the mode is a hint read on every track; a change may take effect a little
         // late on other threads, which `set_mode` documents.
-        match self.level.load(Ordering::Relaxed) {
+        match self.level() {
             0 => None,
             level => self.admit_slow(level),
         }
@@ -298,7 +310,7 @@ static GLOBAL_INIT: Once = Once::new();
 
 fn init_global() {
     GLOBAL_INIT.call_once(|| {
-        if GLOBAL.level.load(Ordering::Relaxed) == UNSET {
+        if GLOBAL.level() == UNSET {
             GLOBAL.set_mode(Mode::default_for_build());
         }
     });
@@ -307,7 +319,15 @@ fn init_global() {
 thread_local! {
     static SAMPLE: Cell<u32> = const { Cell::new(0) };
     static THREAD: Cell<u32> = const { Cell::new(0) };
+    /// The tracker this thread [entered](Tracker::enter), if any.
+    static ROUTED: RefCell<Option<Tracker>> = const { RefCell::new(None) };
 }
+
+/// How many threads have entered a tracker. Invariant R1: the global table's `ROUTE` bit is set
+/// exactly while this is above zero; both change together under this lock. A thread's own
+/// lookups need no more ordering than that: the thread that enters sets the bit itself, before
+/// its first lookup, and other threads route nothing.
+static ROUTED_THREADS: Mutex<usize> = Mutex::new(0);
 
 static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
 /// Names of the threads that tracked something, by number, so a report can name a thread that
@@ -349,6 +369,8 @@ fn thread_name(n: u32) -> String {
 enum Handle {
     Global,
     Local(Arc<Owned>),
+    /// The thread's entered tracker if it has one, else the global one, looked up per call.
+    Current,
 }
 
 /// Clears a separate tracker's records when its last handle goes.
@@ -369,8 +391,47 @@ impl Handle {
     #[inline(always)]
     fn inner(&self) -> &'static Inner {
         match self {
-            Handle::Global => &GLOBAL,
+            Handle::Global | Handle::Current => &GLOBAL,
             Handle::Local(owned) => owned.0,
+        }
+    }
+
+    /// The table this handle records into now: for `Current`, the thread's entered tracker.
+    fn resolve(&self) -> Handle {
+        match self {
+            Handle::Current if GLOBAL.level.load(Ordering::Relaxed) & ROUTE != 0 => {
+                ROUTED.with(|r| r.borrow().as_ref().map_or(Handle::Global, |t| t.0.clone()))
+            }
+            Handle::Current => Handle::Global,
+            other => other.clone(),
+        }
+    }
+}
+
+/// While alive, [`Tracker::current`] on this thread is the tracker it was made from; dropping
+/// it restores what was current before. Made by [`Tracker::enter`]; not `Send`, because the
+/// routing belongs to the thread that entered.
+#[must_use = "the tracker is current only while the guard lives"]
+pub struct Entered {
+    previous: Option<Tracker>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl fmt::Debug for Entered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entered").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        // `try_with`: during thread exit the slot may be gone; the count must still go down.
+        let _ = ROUTED.try_with(|r| *r.borrow_mut() = previous);
+        let mut n = crate::sync::lock_std(&ROUTED_THREADS);
+        *n -= 1;
+        if *n == 0 {
+            GLOBAL.level.fetch_and(!ROUTE, Ordering::Relaxed);
         }
     }
 }
@@ -410,21 +471,77 @@ impl Tracker {
         Tracker(Handle::Global)
     }
 
+    /// The tracker objects made on this thread are recorded in: the one this thread
+    /// [entered](Tracker::enter), else the global one. [`Tracked::new`](crate::leak::Tracked::new),
+    /// [`track`](crate::leak::track), [`LeakCheck::new`](crate::leak::LeakCheck::new) and the
+    /// records of a dropped registry use it, so a test that enters a tracker of its own sees
+    /// exactly its own objects even while other tests run on other threads.
+    ///
+    /// Looked up at each use: while no thread has entered a tracker this costs nothing over the
+    /// global one (`Off` stays one load and a branch); while one has, each record made through it
+    /// reads a thread-local.
+    ///
+    /// ```
+    /// use closeout::leak::{Mode, Tracked, Tracker};
+    /// let mine = Tracker::new(Mode::Full);
+    /// {
+    ///     let _entered = mine.enter();
+    ///     let _conn = Tracked::new(7u8); // recorded in `mine`, not in the global tracker
+    ///     assert_eq!(mine.len(), 1);
+    ///     assert_eq!(Tracker::current().len(), 1);
+    /// }
+    /// assert!(mine.is_empty());
+    /// ```
+    pub fn current() -> Tracker {
+        Tracker(Handle::Current)
+    }
+
+    /// Makes this tracker [current](Tracker::current) on this thread until the guard is dropped
+    /// (guards nest; each restores the one before). Threads this thread starts are not routed:
+    /// enter the tracker on them too (a runtime's `on_thread_start` can), or their objects go to
+    /// the global tracker.
+    ///
+    /// ```
+    /// use closeout::leak::{LeakToken, Mode, Tracker};
+    /// let tracker = Tracker::new(Mode::Full);
+    /// let entered = tracker.enter();
+    /// let token = LeakToken::new("socket");
+    /// assert_eq!(tracker.live()[0].kind(), "socket");
+    /// drop((token, entered));
+    /// ```
+    pub fn enter(&self) -> Entered {
+        {
+            let mut n = crate::sync::lock_std(&ROUTED_THREADS);
+            *n += 1;
+            if *n == 1 {
+                GLOBAL.level.fetch_or(ROUTE, Ordering::Relaxed);
+            }
+        }
+        let this = match &self.0 {
+            Handle::Current => Tracker(self.0.resolve()),
+            _ => self.clone(),
+        };
+        let previous = ROUTED.with(|r| r.borrow_mut().replace(this));
+        Entered { previous, _not_send: std::marker::PhantomData }
+    }
+
     /// Changes the mode; objects already tracked stay tracked.
     pub fn set_mode(&self, mode: Mode) {
-        if matches!(self.0, Handle::Global) {
+        let handle = self.0.resolve();
+        if matches!(handle, Handle::Global) {
             // Whatever the environment says is overridden from now on.
             GLOBAL_INIT.call_once(|| ());
         }
-        self.0.inner().set_mode(mode);
+        handle.inner().set_mode(mode);
     }
 
     /// The current mode.
     pub fn mode(&self) -> Mode {
-        if matches!(self.0, Handle::Global) {
+        let handle = self.0.resolve();
+        if matches!(handle, Handle::Global) {
             init_global();
         }
-        self.0.inner().mode()
+        handle.inner().mode()
     }
 
     /// Tracks one object of `kind` until the token is dropped.
@@ -441,7 +558,17 @@ impl Tracker {
 
     #[inline(always)]
     fn token_inner(&self, kind: &'static str, name: Option<Cow<'static, str>>) -> LeakToken {
-        let inner = self.0.inner();
+        // `Off` and nobody routed: one relaxed load and a branch (see `admit`).
+        if self.0.inner().level.load(Ordering::Relaxed) == 0 {
+            return LeakToken { table: None, key: 0 };
+        }
+        self.token_slow(kind, name)
+    }
+
+    #[inline(never)]
+    fn token_slow(&self, kind: &'static str, name: Option<Cow<'static, str>>) -> LeakToken {
+        let handle = self.0.resolve();
+        let inner = handle.inner();
         match inner.admit() {
             None => LeakToken { table: None, key: 0 },
             Some(backtrace) => {
@@ -466,7 +593,8 @@ impl Tracker {
     /// assert!(tracker.live().is_empty());
     /// ```
     pub fn track_arc<T: Send + Sync + 'static>(&self, arc: &Arc<T>, kind: &'static str) {
-        let inner = self.0.inner();
+        let handle = self.0.resolve();
+        let inner = handle.inner();
         let Some(backtrace) = inner.admit() else { return };
         let key = inner.insert(kind, None, backtrace);
         let (shard, idx, _) = unkey(key);
@@ -483,7 +611,8 @@ impl Tracker {
         age: Duration,
         backtrace: Option<Arc<Backtrace>>,
     ) {
-        let inner = self.0.inner();
+        let handle = self.0.resolve();
+        let inner = handle.inner();
         if inner.admit().is_none() {
             return;
         }
@@ -493,7 +622,8 @@ impl Tracker {
     /// How many objects are tracked now (`Arc`s whose value is gone included until the next
     /// [`live`](Tracker::live)).
     pub fn len(&self) -> usize {
-        let inner = self.0.inner();
+        let handle = self.0.resolve();
+        let inner = handle.inner();
         (0..SHARDS).map(|i| inner.shard(i).len).sum()
     }
 
@@ -504,7 +634,8 @@ impl Tracker {
 
     /// Every live tracked object, oldest first.
     pub fn live(&self) -> Vec<LeakRecord> {
-        let inner = self.0.inner();
+        let handle = self.0.resolve();
+        let inner = handle.inner();
         let now = clock::now();
         let mut out = Vec::new();
         for i in 0..SHARDS {
@@ -528,7 +659,7 @@ impl Tracker {
             }
             drop(gone);
         }
-        if matches!(self.0, Handle::Global)
+        if matches!(handle, Handle::Global)
             && let Some(source) = GLOBAL_SOURCE.get()
         {
             out.extend(source());
@@ -544,7 +675,12 @@ impl Tracker {
     #[inline]
     pub(crate) fn wants_backtraces(&self) -> bool {
         // Relaxed: a mode is a setting read on its own, like `admit`'s.
-        match self.0.inner().level.load(Ordering::Relaxed) {
+        let raw = self.0.inner().level.load(Ordering::Relaxed);
+        if raw & ROUTE != 0 && matches!(self.0, Handle::Current) {
+            // Routed: the thread's tracker decides (registrations only, never the `Off` path).
+            return self.mode() == Mode::Backtrace;
+        }
+        match raw & !ROUTE {
             UNSET => self.mode() == Mode::Backtrace,
             level => Mode::decode(level, 1) == Mode::Backtrace,
         }
@@ -562,7 +698,7 @@ impl Tracker {
 
     /// Forgets every record (tokens still alive become inert) and returns how many there were.
     pub fn clear(&self) -> usize {
-        clear_table(self.0.inner())
+        clear_table(self.0.resolve().inner())
     }
 }
 
@@ -670,7 +806,7 @@ impl LeakToken {
     /// Tracks one object of `kind` in the global tracker.
     #[inline]
     pub fn new(kind: &'static str) -> LeakToken {
-        Tracker::global().token(kind)
+        Tracker::current().token(kind)
     }
 
     /// Whether this token holds a record (false in `Off` mode or when sampled out).

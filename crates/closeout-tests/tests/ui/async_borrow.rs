@@ -1,0 +1,4 @@
+#[closeout::test]
+async fn t(registry: &closeout::Registry) {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[closeout::test(leaks = "sometimes")]
+fn t() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[closeout::test(flavor = "multi_thread")]
+fn t() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[closeout::test]
+fn t<T>() {}
+
+fn main() {}

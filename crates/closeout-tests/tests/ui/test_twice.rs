@@ -1,0 +1,5 @@
+#[closeout::test]
+#[test]
+fn t() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[closeout::test]
+fn t(a: &closeout::Registry, b: &closeout::Registry) {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[closeout::test(leak = "os")]
+fn t() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[closeout::test]
+fn t(registry: u32) {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[closeout::test]
+fn t() -> u32 {
+    7
+}
+
+fn main() {}
