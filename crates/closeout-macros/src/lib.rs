@@ -37,11 +37,20 @@ struct Args {
     leak_timeout_ms: Option<u64>,
     flavor: Option<(String, Span)>,
     worker_threads: Option<(u64, Span)>,
+    heap: Option<syn::Path>,
+    max_heap_growth: Option<(u64, Span)>,
 }
 
 fn parse_args(args: TokenStream2) -> syn::Result<Args> {
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
-    let mut out = Args { leaks: None, leak_timeout_ms: None, flavor: None, worker_threads: None };
+    let mut out = Args {
+        leaks: None,
+        leak_timeout_ms: None,
+        flavor: None,
+        worker_threads: None,
+        heap: None,
+        max_heap_growth: None,
+    };
     for meta in metas {
         let Meta::NameValue(nv) = &meta else {
             return Err(syn::Error::new(
@@ -57,6 +66,19 @@ fn parse_args(args: TokenStream2) -> syn::Result<Args> {
                 out.leak_timeout_ms.replace(integer(&nv.value, "leak_timeout_ms")?).is_some()
             }
             "flavor" => out.flavor.replace((string(&nv.value, "flavor")?, nv.value.span())).is_some(),
+            "heap" => match &nv.value {
+                Expr::Path(p) => out.heap.replace(p.path.clone()).is_some(),
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "`heap` takes the path of a static `closeout::alloc::Counting` (e.g. `heap = HEAP`)",
+                    ));
+                }
+            },
+            "max_heap_growth" => out
+                .max_heap_growth
+                .replace((integer(&nv.value, "max_heap_growth")?, nv.value.span()))
+                .is_some(),
             "worker_threads" => {
                 out.worker_threads.replace((integer(&nv.value, "worker_threads")?, nv.value.span())).is_some()
             }
@@ -64,7 +86,7 @@ fn parse_args(args: TokenStream2) -> syn::Result<Args> {
                 return Err(syn::Error::new(
                     nv.path.span(),
                     format!(
-                        "unknown argument `{}`: #[closeout::test] takes leaks, leak_timeout_ms, flavor and worker_threads",
+                        "unknown argument `{}`: #[closeout::test] takes leaks, leak_timeout_ms, flavor, worker_threads, heap and max_heap_growth",
                         path_text(&nv.path)
                     ),
                 ));
@@ -97,6 +119,19 @@ fn parse_args(args: TokenStream2) -> syn::Result<Args> {
         if out.flavor.as_ref().is_none_or(|(f, _)| f != "multi_thread") {
             return Err(syn::Error::new(span, "worker_threads needs flavor = \"multi_thread\""));
         }
+    }
+    if out.heap.is_some() != out.max_heap_growth.is_some() {
+        let span = out.max_heap_growth.map_or(Span::call_site(), |(_, s)| s);
+        return Err(syn::Error::new(
+            span,
+            "`heap` and `max_heap_growth` go together: the counter and its bound",
+        ));
+    }
+    if out.leaks.as_ref().is_some_and(|(l, _)| l == "off") && out.heap.is_some() {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "leaks = \"off\" checks no heap: drop `heap` or the `leaks`",
+        ));
     }
     Ok(out)
 }
@@ -195,6 +230,9 @@ fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     }
     if let Some(ms) = args.leak_timeout_ms {
         options = quote!(#options.leak_timeout(::core::time::Duration::from_millis(#ms)));
+    }
+    if let (Some(heap), Some((bound, _))) = (&args.heap, args.max_heap_growth) {
+        options = quote!(#options.max_heap_growth(&#heap, #bound));
     }
     if args.flavor.as_ref().is_some_and(|(f, _)| f == "multi_thread") {
         let workers = match args.worker_threads {

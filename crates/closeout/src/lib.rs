@@ -140,6 +140,7 @@
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod alloc;
 mod cancel;
 mod category;
 mod chunked;
@@ -188,6 +189,9 @@ pub use clock::saturating_deadline;
 /// - `leak_timeout_ms = N`: how long the leak check retries (default 1,000).
 /// - `flavor = "current_thread"` (default) or `"multi_thread"`, and `worker_threads = N` with
 ///   the latter: the runtime of an async test, as `#[tokio::test]` takes them.
+/// - `heap = HEAP, max_heap_growth = N`: also fail when the live heap counted by the static
+///   [`alloc::Counting`] global allocator `HEAP` grew by more than `N` bytes (process-wide:
+///   one test per process).
 ///
 /// ```
 /// # #![allow(unused_imports)] // a doctest is not built with `--test`: the tests are left out

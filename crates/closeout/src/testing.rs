@@ -39,6 +39,7 @@ use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::Duration;
 
+use crate::alloc::HeapCounter;
 use crate::leak::{LeakCheck, Mode, Tracker};
 use crate::{Registry, Report};
 
@@ -68,6 +69,7 @@ pub struct Options {
     leaks: LeakScope,
     leak_timeout: Duration,
     flavor: Flavor,
+    heap: Option<(&'static dyn HeapCounter, u64)>,
 }
 
 /// The tokio runtime an async test runs on (as `#[tokio::test]`'s `flavor`).
@@ -79,6 +81,12 @@ pub enum Flavor {
     CurrentThread,
     /// A multi-thread runtime with this many workers (`None`: tokio's default, one per core).
     MultiThread(Option<NonZeroUsize>),
+}
+
+impl std::fmt::Debug for dyn HeapCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.heap_stats(), f)
+    }
 }
 
 impl Default for Options {
@@ -94,7 +102,30 @@ impl Options {
             leaks: LeakScope::Tracked,
             leak_timeout: Duration::from_secs(1),
             flavor: Flavor::CurrentThread,
+            heap: None,
         }
+    }
+
+    /// Also fails the test when the live heap `counter` counts grew by more than
+    /// `max_growth_bytes` over the body and the teardown
+    /// ([`LeakCheck::max_heap_growth`]: process-wide, so one test per process). Applies with
+    /// [`LeakScope::Tracked`] and [`LeakScope::Os`].
+    ///
+    /// ```
+    /// use closeout::alloc::Counting;
+    /// use closeout::testing::{self, Options};
+    ///
+    /// #[global_allocator]
+    /// static HEAP: Counting = Counting::system();
+    ///
+    /// testing::run(Options::new().max_heap_growth(&HEAP, 1 << 20), |_| {
+    ///     let buffer = vec![0u8; 4 << 20];
+    ///     drop(buffer); // freed: no growth
+    /// });
+    /// ```
+    pub fn max_heap_growth(mut self, counter: &'static dyn HeapCounter, max_growth_bytes: u64) -> Options {
+        self.heap = Some((counter, max_growth_bytes));
+        self
     }
 
     /// The runtime [`run_async`] builds (ignored by [`run`]).
@@ -173,6 +204,10 @@ impl Fixture {
                 Some(LeakCheck::with_tracker(tracker.clone()).tracked_only().timeout(options.leak_timeout))
             }
             LeakScope::Os => Some(LeakCheck::with_tracker(tracker.clone()).timeout(options.leak_timeout)),
+        };
+        let check = match (check, options.heap) {
+            (Some(check), Some((counter, bound))) => Some(check.max_heap_growth(counter, bound)),
+            (check, _) => check,
         };
         Fixture { tracker, check }
     }

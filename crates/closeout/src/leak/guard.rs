@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::alloc::{HeapCounter, HeapStats};
 use crate::leak::os::{OsSnapshot, snapshot};
 use crate::leak::report::LeakReport;
 use crate::leak::tracker::Tracker;
@@ -52,7 +53,16 @@ pub struct LeakCheck {
     ignore_names: Vec<String>,
     ignore_fds: Vec<String>,
     ignore_threads: Vec<String>,
+    heap: Option<HeapBound>,
     done: bool,
+}
+
+/// A bound on heap growth and the snapshot it is measured from.
+#[derive(Clone, Copy)]
+struct HeapBound {
+    counter: &'static dyn HeapCounter,
+    before: HeapStats,
+    max_growth: u64,
 }
 
 impl fmt::Debug for LeakCheck {
@@ -91,6 +101,7 @@ impl LeakCheck {
             ignore_names: Vec::new(),
             ignore_fds: Vec::new(),
             ignore_threads: Vec::new(),
+            heap: None,
             done: false,
         }
     }
@@ -131,8 +142,47 @@ impl LeakCheck {
         self
     }
 
+    /// Also fails when the live heap counted by `counter` (usually the [`Counting`](crate::alloc::Counting)
+    /// global allocator) grew by more than `max_growth_bytes` between now — the heap is
+    /// snapshotted by this call — and the check. The report names the growth in bytes and
+    /// blocks. Like threads and descriptors, the heap belongs to the whole process: run such
+    /// tests one per process (nextest), or other tests' allocations count as this one's.
+    /// Memory the standard library keeps for good counts as growth too: the first panic
+    /// printed with `RUST_BACKTRACE` set loads the program's debug info (tens of MiB).
+    ///
+    /// ```
+    /// use closeout::alloc::Counting;
+    /// use closeout::leak::LeakCheck;
+    ///
+    /// #[global_allocator]
+    /// static HEAP: Counting = Counting::system();
+    ///
+    /// let mut check = LeakCheck::new().tracked_only().max_heap_growth(&HEAP, 64 * 1024);
+    /// let kept: &'static mut [u8] = Box::leak(vec![0u8; 1 << 20].into_boxed_slice());
+    /// let leaks = check.check().unwrap_err();
+    /// assert!(leaks.heap_growth().unwrap().bytes >= 1 << 20);
+    /// assert!(leaks.to_string().contains("heap grew by"));
+    /// # let _ = kept;
+    /// ```
+    pub fn max_heap_growth(mut self, counter: &'static dyn HeapCounter, max_growth_bytes: u64) -> LeakCheck {
+        self.heap = Some(HeapBound { counter, before: counter.heap_stats(), max_growth: max_growth_bytes });
+        self
+    }
+
     /// What leaked now, without waiting.
     pub fn leaks_now(&self) -> Leaks {
+        // First, before this check allocates anything of its own.
+        let heap = self.heap.and_then(|bound| {
+            let now = bound.counter.heap_stats();
+            let bytes = now.live_bytes.saturating_sub(bound.before.live_bytes);
+            (bytes > 0 && bytes as u64 > bound.max_growth).then(|| HeapGrowth {
+                bytes: bytes as u64,
+                blocks: now.live_blocks.saturating_sub(bound.before.live_blocks),
+                before: bound.before.live_bytes,
+                now: now.live_bytes,
+                bound: bound.max_growth,
+            })
+        });
         let tracked: Vec<_> = self
             .tracker
             .live()
@@ -141,7 +191,8 @@ impl LeakCheck {
             .filter(|r| !self.ignore_kinds.iter().any(|k| k == r.kind()))
             .filter(|r| !self.ignore_names.iter().any(|n| *n == r.name()))
             .collect();
-        let mut leaks = Leaks { tracked: LeakReport::new(tracked, self.tracker.mode()), ..Leaks::default() };
+        let mut leaks =
+            Leaks { tracked: LeakReport::new(tracked, self.tracker.mode()), heap, ..Leaks::default() };
         if self.os {
             let now = snapshot();
             let before = &self.os_before;
@@ -249,6 +300,23 @@ pub struct Leaks {
     fds: Vec<(u32, String)>,
     children: Vec<(u32, String, char)>,
     tasks: Option<(usize, usize)>,
+    heap: Option<HeapGrowth>,
+}
+
+/// How far the live heap grew past its bound ([`LeakCheck::max_heap_growth`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeapGrowth {
+    /// Bytes more alive at the check than at the snapshot.
+    pub bytes: u64,
+    /// Blocks more alive (may be negative: fewer, larger blocks).
+    pub blocks: i64,
+    /// Live bytes at the snapshot.
+    pub before: i64,
+    /// Live bytes at the check.
+    pub now: i64,
+    /// The bound that was passed.
+    pub bound: u64,
 }
 
 impl Leaks {
@@ -259,6 +327,12 @@ impl Leaks {
             && self.fds.is_empty()
             && self.children.is_empty()
             && self.tasks.is_none()
+            && self.heap.is_none()
+    }
+
+    /// The heap's growth past its bound, if a bound was set and passed.
+    pub fn heap_growth(&self) -> Option<HeapGrowth> {
+        self.heap
     }
 
     /// Tracked objects that leaked.
@@ -310,6 +384,13 @@ impl fmt::Display for Leaks {
         }
         if let Some((before, now)) = self.tasks {
             writeln!(f, "- tokio tasks: {now} alive, {before} before the test")?;
+        }
+        if let Some(h) = self.heap {
+            writeln!(
+                f,
+                "- heap grew by {} bytes in {} more block(s) ({} -> {} live bytes); the bound is {} bytes",
+                h.bytes, h.blocks, h.before, h.now, h.bound
+            )?;
         }
         Ok(())
     }

@@ -43,7 +43,7 @@ mod stale;
 mod tracked;
 mod tracker;
 
-pub use guard::{LeakCheck, Leaks};
+pub use guard::{HeapGrowth, LeakCheck, Leaks};
 pub use mode::{ENV, Mode, ParseModeError};
 pub use report::{LeakGroup, LeakReport, LeakedObject};
 pub(crate) use stale::{
