@@ -33,6 +33,23 @@ pub struct DrainReport {
     pub took: Duration,
 }
 
+impl DrainReport {
+    /// One line for a report entry: "drained 12 connection(s), 1 forced", plus panicked
+    /// handlers when there were any.
+    ///
+    /// ```
+    /// let report = closeout_net::DrainReport::default();
+    /// assert_eq!(report.summary(), "drained 0 connection(s), 0 forced");
+    /// ```
+    pub fn summary(&self) -> String {
+        let mut line = format!("drained {} connection(s), {} forced", self.drained.len(), self.forced.len());
+        if !self.panicked.is_empty() {
+            line.push_str(&format!(", {} handler(s) panicked", self.panicked.len()));
+        }
+        line
+    }
+}
+
 /// A shutdown that had to force connections closed, as a teardown report shows it.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -314,8 +331,14 @@ impl ServerHandle {
     /// assert!(registry.shutdown().await.is_success());
     /// # Ok(()) }
     /// ```
+    ///
+    /// Its report entry says what the drain did: "drained 12 connection(s), 1 forced" (and
+    /// how many handlers panicked, if any).
     pub fn resource(&self, id: impl Into<String>) -> Resource {
-        Resource::new_async(id, self.clone().release()).category(Category::Network)
+        let detail = closeout::Detail::new();
+        Resource::new_async(id, self.clone().release(Some(detail.clone())))
+            .category(Category::Network)
+            .detail(&detail)
     }
 
     /// Shuts the server down when `scope` is released (see [`resource`](ServerHandle::resource)).
@@ -329,13 +352,16 @@ impl ServerHandle {
         scope: &closeout::Scope,
         name: impl Into<std::borrow::Cow<'static, str>>,
     ) -> Result<(), closeout::Rejected<ServerHandle>> {
-        scope.defer_release_async(name, self.clone(), ServerHandle::release).map(drop)
+        scope.defer_release_async(name, self.clone(), |h| h.release(None)).map(drop)
     }
 
     /// The shutdown as a cleanup result: `Ok` when every connection drained.
-    async fn release(self) -> Result<(), Forced> {
+    async fn release(self, detail: Option<closeout::Detail>) -> Result<(), Forced> {
         let grace = self.shared.grace;
         let report = self.shutdown().await;
+        if let Some(detail) = detail {
+            detail.set(report.summary());
+        }
         if report.forced.is_empty() && report.panicked.is_empty() {
             Ok(())
         } else {

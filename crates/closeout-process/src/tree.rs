@@ -235,6 +235,26 @@ pub struct StopReport {
 }
 
 impl StopReport {
+    /// One line for a report entry: "stopped 3 process(es), 1 needed SIGKILL" (and how many
+    /// survived SIGKILL, if any).
+    ///
+    /// ```
+    /// use closeout_process::{ProcessTree, TreeOptions};
+    /// let tree = ProcessTree::spawn(&mut std::process::Command::new("true"), TreeOptions::new())?;
+    /// assert!(tree.stop().summary().starts_with("stopped "));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn summary(&self) -> String {
+        let mut line = format!("stopped {} process(es)", self.seen.len());
+        if !self.killed.is_empty() {
+            line.push_str(&format!(", {} needed SIGKILL", self.killed.len()));
+        }
+        if !self.survivors.is_empty() {
+            line.push_str(&format!(", {} survived SIGKILL", self.survivors.len()));
+        }
+        line
+    }
+
     /// Whether everything exited within the grace period after SIGTERM.
     pub fn is_graceful(&self) -> bool {
         self.killed.is_empty() && self.survivors.is_empty()
@@ -789,8 +809,9 @@ impl ProcessTree {
     }
 
     /// The stop as a cleanup result: `Ok` when graceful, else the [`StopError`].
-    async fn stop_for_report(self) -> Result<(), StopError> {
+    async fn stop_for_report(self, detail: closeout::Detail) -> Result<(), StopError> {
         let report = self.stop_async().await;
+        detail.set(report.summary());
         let status = report.status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
         if !report.survivors.is_empty() {
             return Err(StopError::Survivors { pids: report.survivors });
@@ -802,7 +823,8 @@ impl ProcessTree {
     }
 
     /// A registry resource (category `Process`) whose cleanup stops the tree; its timeout
-    /// covers the grace period and the wait after SIGKILL.
+    /// covers the grace period and the wait after SIGKILL. Its report entry says what the stop
+    /// did: "stopped 3 process(es), 1 needed SIGKILL".
     ///
     /// ```
     /// use closeout::Registry;
@@ -820,7 +842,11 @@ impl ProcessTree {
         // deadline anyway, so the timeout saturates there rather than refusing the resource.
         let timeout =
             self.inner.grace.saturating_add(KILL_WAIT + Duration::from_secs(1)).min(closeout::MAX_TIMEOUT);
-        Resource::new_async(id, self.clone().stop_for_report()).category(Category::Process).timeout(timeout)
+        let detail = closeout::Detail::new();
+        Resource::new_async(id, self.clone().stop_for_report(detail.clone()))
+            .category(Category::Process)
+            .timeout(timeout)
+            .detail(&detail)
     }
 
     /// Defers the stop in `scope` under `name`.
@@ -846,7 +872,9 @@ impl ProcessTree {
         scope: &Scope,
         name: impl Into<std::borrow::Cow<'static, str>>,
     ) -> Result<(), closeout::Rejected<ProcessTree>> {
-        scope.defer_release_async(name, self.clone(), ProcessTree::stop_for_report).map(drop)
+        scope
+            .defer_release_async(name, self.clone(), |t| t.stop_for_report(closeout::Detail::new()))
+            .map(drop)
     }
 }
 

@@ -105,3 +105,68 @@ fn tcp_servers_and_websockets_follow_the_convention() {
         assert!(back.shutdown().await.forced.is_empty(), "handed back still serving, then shut down by hand");
     });
 }
+
+/// Each managed resource says in its report entry what its release did: a server how many
+/// connections drained and how many were forced, a process tree how many processes it stopped
+/// and how many needed SIGKILL, a temp dir how much it removed.
+#[test]
+fn managed_resources_say_what_they_did_in_the_report() {
+    use closeout_net::TcpServer;
+    use closeout_process::{ProcessTree, TreeOptions};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let registry = Registry::new();
+        // One connection that ends when asked (drained), one that ignores the token (forced).
+        let server = TcpServer::bind("127.0.0.1:0").await.unwrap().grace(Duration::from_millis(200));
+        let addr = server.local_addr().unwrap();
+        let handle = server.serve(|_stream, peer, token| async move {
+            if peer.port() % 2 == 0 {
+                token.cancelled().await;
+            } else {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+        registry.register(handle.resource("api")).unwrap();
+        let mut clients = Vec::new();
+        let mut parity = [0, 0];
+        while parity[0] == 0 || parity[1] == 0 {
+            let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let port = client.local_addr().unwrap().port() as usize % 2;
+            parity[port] += 1;
+            clients.push(client);
+        }
+        // Every connection is accepted before the teardown.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while handle.open_connections() < clients.len() && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        // A shell that ignores SIGTERM, with a child: two processes, both need SIGKILL.
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "trap '' TERM; sleep 30 & wait"]);
+        let tree =
+            ProcessTree::spawn(&mut cmd, TreeOptions::new().grace(Duration::from_millis(100))).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        registry.register(tree.resource("workers")).unwrap();
+
+        let dir = closeout_fs::temp_dir_in(&registry, "scratch").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        for name in ["a", "b", "sub/c"] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+
+        let report = registry.shutdown().await;
+        let detail = |id: &str| report.get(id).unwrap().detail().unwrap_or_default().to_owned();
+        assert_eq!(
+            detail("api"),
+            format!("drained {} connection(s), {} forced", parity[0], parity[1]),
+            "{report}"
+        );
+        assert!(detail("workers").starts_with("stopped 2 process(es), "), "{report}");
+        assert!(detail("workers").contains("needed SIGKILL"), "{report}");
+        assert_eq!(detail("scratch"), "removed 3 file(s) and 1 subdirectory", "{report}");
+        assert!(report.to_string().contains("drained "), "{report}");
+    });
+}

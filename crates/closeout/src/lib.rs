@@ -146,6 +146,7 @@ mod category;
 mod chunked;
 mod cleanup;
 mod clock;
+mod detail;
 mod error;
 #[cfg(all(feature = "hooks", unix, not(loom)))]
 pub mod hooks;
@@ -220,6 +221,7 @@ pub use clock::saturating_deadline;
 /// ```
 #[cfg(feature = "macros")]
 pub use closeout_macros::test;
+pub use detail::Detail;
 pub use error::{BatchError, Error, RegisterError, Rejected};
 pub use local_scope::{LocalHandle, LocalScope};
 pub use observer::Event;

@@ -60,6 +60,7 @@ impl Outcomes {
             cascaded: false,
             start: (at - self.start).into(),
             duration: (now - at).into(),
+            detail: None,
         });
     }
 

@@ -207,6 +207,9 @@ pub struct ReportEntry {
     pub(crate) start: Nanos,
     #[cfg_attr(feature = "serde", serde(rename = "duration_ms"))]
     pub(crate) duration: Nanos,
+    /// What the cleanup said it did ([`Detail`](crate::Detail)).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub(crate) detail: Option<Box<str>>,
 }
 
 /// A duration in nanoseconds: half the size of `Duration`, which matters when a report holds
@@ -266,6 +269,11 @@ impl ReportEntry {
     /// How long its cleanup ran (zero when skipped).
     pub fn duration(&self) -> Duration {
         self.duration.into()
+    }
+    /// What its cleanup said it did, if it set a [`Detail`](crate::Detail): "drained 12
+    /// connections, 1 forced".
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 }
 
@@ -451,6 +459,9 @@ impl Report {
     }
 }
 
+/// The column heads of the human report, matched to [`write_entry`]'s widths.
+const HEADER: &str = "  status         took      start  resource (category, priority): what happened";
+
 fn write_entry(f: &mut fmt::Formatter<'_>, e: &ReportEntry) -> fmt::Result {
     write!(
         f,
@@ -464,8 +475,13 @@ fn write_entry(f: &mut fmt::Formatter<'_>, e: &ReportEntry) -> fmt::Result {
         if e.cascaded { " [cascaded]" } else { "" }
     )?;
     match &e.status {
-        Status::Ok => Ok(()),
-        other => write!(f, ": {other}"),
+        Status::Ok => {}
+        other => write!(f, ": {other}")?,
+    }
+    match &e.detail {
+        Some(detail) if e.status.is_ok() => write!(f, ": {detail}"),
+        Some(detail) => write!(f, " ({detail})"),
+        None => Ok(()),
     }
 }
 
@@ -481,6 +497,9 @@ impl fmt::Display for Report {
             fmt_duration(self.duration),
             self.totals()
         )?;
+        if !self.entries.is_empty() {
+            writeln!(f, "{HEADER}")?;
+        }
         for e in &self.entries {
             write_entry(f, e)?;
             writeln!(f)?;

@@ -55,6 +55,8 @@ pub(crate) struct Extra {
     pub(crate) depends_on: Vec<String>,
     /// Where it was registered, captured in leak-backtrace mode.
     pub(crate) backtrace: Option<std::sync::Arc<std::backtrace::Backtrace>>,
+    /// What its cleanup says it did, read into its report entry.
+    pub(crate) detail: Option<crate::Detail>,
 }
 
 impl Resource {
@@ -104,6 +106,19 @@ impl Resource {
 
     pub(crate) fn extra_mut(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Attaches a [`Detail`](crate::Detail): the line its cleanup sets there is shown in its
+    /// report entry.
+    ///
+    /// ```
+    /// let detail = closeout::Detail::new();
+    /// let r = closeout::Resource::new("tmp", || ()).detail(&detail);
+    /// # let _ = r;
+    /// ```
+    pub fn detail(mut self, detail: &crate::Detail) -> Self {
+        self.extra_mut().detail = Some(detail.clone());
+        self
     }
 
     /// Sets the category (default `Custom("other")`).

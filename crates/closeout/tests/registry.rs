@@ -550,3 +550,52 @@ fn a_subset_teardown_counts_dependencies_outside_it_for_phases() {
     assert_eq!(log.entries(), ["b", "a"]);
     assert!(registry.contains("crit"));
 }
+
+/// The human report labels its columns, and a cleanup's detail is shown after its entry, for
+/// a success (": detail") and a failure (after the error, in parentheses); JSON carries it as
+/// "detail" only where there is one.
+#[test]
+fn report_labels_its_columns_and_shows_details() {
+    let r = serial();
+    let (ok_detail, bad_detail) = (closeout::Detail::new(), closeout::Detail::new());
+    let (a, b) = (ok_detail.clone(), bad_detail.clone());
+    r.register(Resource::new("server", move || a.set("drained 12 connections, 1 forced")).detail(&ok_detail))
+        .unwrap();
+    r.register(
+        Resource::new("tree", move || {
+            b.set("stopped 3 processes, 1 needed SIGKILL");
+            Err::<(), _>(boom("one survived"))
+        })
+        .detail(&bad_detail),
+    )
+    .unwrap();
+    r.register(Resource::new("plain", || ())).unwrap();
+    let report = r.cleanup_all_blocking();
+    let text = report.to_string();
+    println!("{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1].contains("status") && lines[1].contains("took") && lines[1].contains("start"), "{text}");
+    assert!(lines[1].contains("resource (category, priority)"), "{text}");
+    assert!(text.contains("server (other, medium): drained 12 connections, 1 forced"), "{text}");
+    assert!(text.contains("failed: one survived (stopped 3 processes, 1 needed SIGKILL)"), "{text}");
+    assert_eq!(report.get("plain").unwrap().detail(), None);
+    assert_eq!(report.get("server").unwrap().detail(), Some("drained 12 connections, 1 forced"));
+    // Taken into the report: the detail is not left behind for a later teardown.
+    assert_eq!(ok_detail.get(), None);
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn a_detail_is_in_the_json_entry_only_where_set() {
+    let r = serial();
+    let detail = closeout::Detail::new();
+    let d = detail.clone();
+    r.register(Resource::new("tmp", move || d.set("removed 41 files")).detail(&detail)).unwrap();
+    r.register(Resource::new("other", || ())).unwrap();
+    let json = serde_json::to_value(r.cleanup_all_blocking()).unwrap();
+    let entries = json["entries"].as_array().unwrap();
+    let tmp = entries.iter().find(|e| e["id"] == "tmp").unwrap();
+    assert_eq!(tmp["detail"], "removed 41 files");
+    let other = entries.iter().find(|e| e["id"] == "other").unwrap();
+    assert!(other.get("detail").is_none(), "{other}");
+}

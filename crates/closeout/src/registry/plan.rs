@@ -32,8 +32,11 @@ use crate::report::SkipReason;
 /// // A Low resource that uses a Critical one is pulled forward into the Critical phase.
 /// registry.register(Resource::new("audit", || ()).priority(Priority::Critical))?;
 /// registry.register(Resource::new("exporter", || ()).priority(Priority::Low).depends_on(["audit"]))?;
-/// assert_eq!(registry.plan().order(), ["exporter", "audit", "api", "db", "cache"]);
-/// println!("{plan}");
+/// let plan = registry.plan();
+/// assert_eq!(plan.order(), ["exporter", "audit", "api", "db", "cache"]);
+/// let exporter = plan.steps().find(|s| s.id == "exporter").unwrap();
+/// assert_eq!((exporter.priority, exporter.effective_priority), (Priority::Low, Priority::Critical));
+/// assert!(plan.to_string().contains("exporter [other, low → critical]"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -66,8 +69,13 @@ pub struct PlanStep {
     pub id: String,
     /// Its category.
     pub category: Category,
-    /// Its own priority (the phase is its effective priority).
+    /// Its own priority.
     pub priority: Priority,
+    /// The priority it is torn down at: its phase's. Higher than its own when it uses a
+    /// resource of a more urgent phase (a user goes before what it uses, so it is pulled
+    /// forward into that phase); the plan's `Display` shows both when they differ
+    /// (`low → critical`).
+    pub effective_priority: Priority,
     /// Its timeout.
     pub timeout: Option<Duration>,
     /// Whether it is async.
@@ -113,6 +121,7 @@ impl Plan {
                     id: slot.id.to_string(),
                     category: st.categories[slot.category as usize].clone(),
                     priority: slot.priority(),
+                    effective_priority: Priority::from_index(phase),
                     timeout: slot.timeout(),
                     is_async: slot.cleanup.as_ref().is_some_and(|c| c.is_async()),
                     cascaded: node.cascaded,
@@ -185,6 +194,9 @@ impl fmt::Display for Plan {
                 writeln!(f, "  group {}{}:", j + 1, if group.len() > 1 { " (in parallel)" } else { "" })?;
                 for s in group {
                     write!(f, "    {} [{}, {}", s.id, s.category, s.priority)?;
+                    if s.effective_priority != s.priority {
+                        write!(f, " → {}", s.effective_priority)?;
+                    }
                     if let Some(t) = s.timeout {
                         write!(f, ", timeout {}", crate::report::fmt_duration(t))?;
                     }

@@ -67,6 +67,7 @@ pub(crate) struct SlotExtra {
     pub(crate) metadata: Vec<(String, String)>,
     pub(crate) deps: Vec<SlotId>,
     pub(crate) backtrace: Option<std::sync::Arc<std::backtrace::Backtrace>>,
+    pub(crate) detail: Option<crate::Detail>,
 }
 
 impl Slot {
@@ -323,7 +324,7 @@ impl State {
         }
         let extra = match extra {
             Some(e) => {
-                let Extra { tags, description, metadata, backtrace, .. } = *e;
+                let Extra { tags, description, metadata, backtrace, detail, .. } = *e;
                 Some(Box::new(SlotExtra {
                     timeout,
                     dependents: 0,
@@ -332,6 +333,7 @@ impl State {
                     metadata,
                     deps: p.deps,
                     backtrace,
+                    detail,
                 }))
             }
             None if timeout.is_some() || !p.deps.is_empty() => {
@@ -503,6 +505,7 @@ impl State {
                 metadata: e.metadata,
                 depends_on,
                 backtrace: e.backtrace,
+                detail: e.detail,
             })
         });
         let cleanup = slot.cleanup?;

@@ -425,7 +425,7 @@ impl Run {
     }
 
     /// Adds the report entry, tells the observer, and halts on a failure if asked to.
-    fn record(&mut self, n: u32, status: Status, (id, category): (String, Category), end: Duration) {
+    fn record(&mut self, n: u32, status: Status, (id, category, detail): Freed, end: Duration) {
         let duration = end.saturating_sub(self.node_start[n as usize]);
         let observer = self.inner.observer.as_ref();
         if status.is_ok() {
@@ -450,6 +450,7 @@ impl Run {
             cascaded: node.cascaded,
             start: self.node_start[n as usize].into(),
             duration: duration.into(),
+            detail: detail.map(String::into_boxed_str),
         });
     }
 
@@ -513,6 +514,7 @@ impl Run {
                         cascaded,
                         start: Default::default(),
                         duration: Default::default(),
+                        detail: None,
                     });
                 }
             }
@@ -568,10 +570,16 @@ fn absorb(sched: &mut Schedule, node_start: &mut Vec<Duration>, intake: &mut Int
 }
 
 /// Frees a finished node's slot and counts the outcome; returns its id and category.
-fn free_slot(st: &mut State, sid: SlotId, status: &Status) -> (String, Category) {
+/// What a freed slot leaves for its report entry: id, category, and the detail its cleanup set.
+type Freed = (String, Category, Option<String>);
+
+fn free_slot(st: &mut State, sid: SlotId, status: &Status) -> Freed {
     let slot = st.free(sid.0);
     st.counters.ran.add(status);
-    (slot.id, st.categories[slot.category as usize].clone())
+    // The detail's own lock is taken under the state lock, never the other way round (a
+    // cleanup sets its detail without any registry lock).
+    let detail = slot.extra.as_ref().and_then(|e| e.detail.as_ref()).and_then(crate::Detail::take);
+    (slot.id, st.categories[slot.category as usize].clone(), detail)
 }
 
 impl Drop for Run {
