@@ -224,7 +224,7 @@ pub use closeout_macros::test;
 pub use detail::Detail;
 pub use error::{BatchError, Error, RegisterError, Rejected};
 pub use local_scope::{LocalHandle, LocalScope};
-pub use observer::Event;
+pub use observer::{Event, ObserverHandle};
 pub use registry::{
     Phase, Plan, PlanStep, Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions,
 };

@@ -11,10 +11,17 @@
 //! O1. Events reach the observer in the order `notify` was called, one at a time (one channel,
 //!    one thread).
 //! O2. `Progress::observed` only grows and never passes `sent`; `flush` waits for the count that
-//!    was sent when it was called. Lock order: `Progress::observed` is the only lock.
+//!    was sent when it was called.
+//! O3. An event goes to the observers that were added when it was sent (the list is read at
+//!    send time and travels with the event): an observer added later never sees an earlier
+//!    event, and one removed sees nothing that happens after its removal returned — though
+//!    events sent before may still reach it, from the queue.
+//!
+//! Lock order: `Observers::list` and `Progress::observed` are never held together; neither is
+//! held while an observer runs.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -97,12 +104,27 @@ impl Event<'_> {
 /// A user's observer callback.
 pub(crate) type ObserverFn = Arc<dyn Fn(&Event<'_>) + Send + Sync + 'static>;
 
-/// An observer and the thread that calls it (started with the first event).
+/// The observers of one registry, as of now: replaced whole (copy on write) by each add and
+/// remove, so an event can carry the list it was sent to (O3) for the price of one `Arc` clone.
+type List = Arc<[(u64, ObserverFn)]>;
+
+/// The observers of one registry, and the thread that calls them (started with the first
+/// event that has anyone to go to).
 pub(crate) struct Observer {
-    f: ObserverFn,
-    queue: OnceLock<Option<mpsc::Sender<OwnedEvent>>>,
+    observers: Arc<Observers>,
+    queue: OnceLock<Option<mpsc::Sender<(List, OwnedEvent)>>>,
     progress: Arc<Progress>,
 }
+
+/// The list, and how many are in it (read without the lock on every event: with nobody
+/// observing, an event costs one load).
+#[derive(Default)]
+struct Observers {
+    list: Mutex<List>,
+    len: AtomicUsize,
+    next_id: AtomicU64,
+}
+
 
 #[derive(Default)]
 struct Progress {
@@ -150,20 +172,45 @@ impl OwnedEvent {
 }
 
 impl Observer {
-    pub(crate) fn new(f: ObserverFn) -> Observer {
-        Observer { f, queue: OnceLock::new(), progress: Arc::default() }
+    pub(crate) fn new() -> Observer {
+        Observer { observers: Arc::default(), queue: OnceLock::new(), progress: Arc::default() }
     }
 
-    /// Hands `event` to the observer's thread (invariant O1); inline if no thread can be had.
+    /// Adds `f`; it sees every event sent from now until its handle removes it.
+    pub(crate) fn add(&self, f: ObserverFn) -> ObserverHandle {
+        let id = self.observers.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut list = crate::sync::lock_std(&self.observers.list);
+        let mut next: Vec<_> = list.iter().cloned().collect();
+        next.push((id, f));
+        *list = Arc::from(next);
+        self.observers.len.store(list.len(), Ordering::SeqCst);
+        ObserverHandle { observers: Some(Arc::downgrade(&self.observers)), id }
+    }
+
+    /// Whether anyone observes: one load.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.observers.len.load(Ordering::SeqCst) == 0
+    }
+
+    /// Hands `event` to the observers' thread (invariants O1, O3); inline if no thread can be
+    /// had.
     fn send(&self, event: &Event<'_>) {
+        let list = crate::sync::lock_std(&self.observers.list).clone();
+        if list.is_empty() {
+            return;
+        }
         let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<OwnedEvent>();
-            let (f, progress) = (Arc::clone(&self.f), Arc::clone(&self.progress));
+            let (tx, rx) = mpsc::channel::<(List, OwnedEvent)>();
+            let progress = Arc::clone(&self.progress);
             std::thread::Builder::new()
                 .name("closeout-observer".into())
                 .spawn(move || {
-                    for owned in rx {
-                        call(&f, &owned.event());
+                    for (list, owned) in rx {
+                        let event = owned.event();
+                        for (_, f) in list.iter() {
+                            call(f, &event);
+                        }
                         let mut observed = crate::sync::lock_std(&progress.observed);
                         *observed += 1;
                         progress.changed.notify_all();
@@ -175,19 +222,27 @@ impl Observer {
         match queue {
             Some(tx) => {
                 self.progress.sent.fetch_add(1, Ordering::SeqCst);
-                let sent = tx.send(OwnedEvent::of(event));
+                let sent = tx.send((list, OwnedEvent::of(event)));
                 if sent.is_err() {
                     // The thread is gone: count the event as observed so flushes do not wait.
                     *crate::sync::lock_std(&self.progress.observed) += 1;
                 }
             }
-            None => call(&self.f, event),
+            None => {
+                for (_, f) in list.iter() {
+                    call(f, event);
+                }
+            }
         }
     }
 
     /// Waits until every event sent so far was observed, or until `until` (invariant O2).
+    /// With nothing sent, or all of it observed, one load and one lock.
     pub(crate) fn flush(&self, until: Option<Instant>) {
         let target = self.progress.sent.load(Ordering::SeqCst);
+        if target == 0 {
+            return;
+        }
         let mut observed = crate::sync::lock_std(&self.progress.observed);
         while *observed < target {
             observed = match until {
@@ -224,10 +279,64 @@ pub(crate) fn quietly(f: impl FnOnce()) {
     }
 }
 
-/// Hands the event to the observer, if any (see the module docs). Not while this thread
+/// Hands the event to the observers, if any (see the module docs). Not while this thread
 /// unwinds (see [`quietly`]).
-pub(crate) fn notify(observer: Option<&Observer>, event: Event<'_>) {
-    if let Some(obs) = observer.filter(|_| !std::thread::panicking()) {
-        obs.send(&event);
+#[inline]
+pub(crate) fn notify(observer: &Observer, event: Event<'_>) {
+    if !observer.is_empty() && !std::thread::panicking() {
+        observer.send(&event);
+    }
+}
+
+/// An observer added to a [`Registry`](crate::Registry) with
+/// [`add_observer`](crate::Registry::add_observer): dropping the handle removes it (events
+/// that happen after the drop returns never reach it); [`keep`](ObserverHandle::keep) leaves
+/// it for the registry's life.
+///
+/// ```
+/// use closeout::{Event, Registry, Resource};
+/// use std::sync::{Arc, Mutex};
+///
+/// let registry = Registry::new();
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// let handle = registry.add_observer(move |e: &Event<'_>| s.lock().unwrap().push(e.name()));
+/// registry.register(Resource::new("a", || ()))?;
+/// drop(handle); // removed: the teardown's events go to nobody
+/// registry.cleanup_all_blocking();
+/// assert_eq!(*seen.lock().unwrap(), ["registered"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "the observer is removed when its handle is dropped; call `keep` to keep it"]
+pub struct ObserverHandle {
+    observers: Option<std::sync::Weak<Observers>>,
+    id: u64,
+}
+
+impl ObserverHandle {
+    /// Keeps the observer for as long as the registry lives.
+    ///
+    /// ```
+    /// let registry = closeout::Registry::new();
+    /// registry.add_observer(|e: &closeout::Event<'_>| println!("{}", e.name())).keep();
+    /// ```
+    pub fn keep(mut self) {
+        self.observers = None;
+    }
+}
+
+impl std::fmt::Debug for ObserverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObserverHandle").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for ObserverHandle {
+    fn drop(&mut self) {
+        let Some(observers) = self.observers.take().and_then(|w| w.upgrade()) else { return };
+        let mut list = crate::sync::lock_std(&observers.list);
+        let next: Vec<_> = list.iter().filter(|(id, _)| *id != self.id).cloned().collect();
+        *list = Arc::from(next);
+        observers.len.store(list.len(), Ordering::SeqCst);
     }
 }

@@ -599,3 +599,72 @@ fn a_detail_is_in_the_json_entry_only_where_set() {
     let other = entries.iter().find(|e| e["id"] == "other").unwrap();
     assert!(other.get("detail").is_none(), "{other}");
 }
+
+/// Observers come and go: each sees exactly the events that happened while it was added
+/// (invariant O3), in order; the builder's observer sees everything.
+#[test]
+fn observers_added_and_removed_at_runtime_see_their_own_window() {
+    use closeout::Event;
+    use std::sync::{Arc, Mutex};
+    let log = |name: &'static str, into: &Arc<Mutex<Vec<String>>>| {
+        let into = into.clone();
+        move |e: &Event<'_>| {
+            if let Event::Registered { id, .. } = e {
+                into.lock().unwrap().push(format!("{name}:{id}"));
+            }
+        }
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let r = Registry::builder().observer(log("always", &seen)).build().unwrap();
+    r.register(Resource::new("1", || ())).unwrap();
+    let a = r.add_observer(log("a", &seen));
+    r.register(Resource::new("2", || ())).unwrap();
+    let b = r.add_observer(log("b", &seen));
+    r.register(Resource::new("3", || ())).unwrap();
+    drop(a);
+    r.register(Resource::new("4", || ())).unwrap();
+    b.keep();
+    r.register(Resource::new("5", || ())).unwrap();
+    r.cleanup_all_blocking(); // waits for every event to be observed
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        ["always:1", "always:2", "a:2", "always:3", "a:3", "b:3", "always:4", "b:4", "always:5", "b:5"]
+    );
+}
+
+/// Four threads add and drop observers while four others register: no
+/// deadlock, no lost registration, and every observer's count is at most what happened.
+#[test]
+fn observers_churning_beside_registrations() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let r = Registry::new();
+    let total = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let registering = r.clone();
+            s.spawn(move || {
+                for i in 0..200 {
+                    registering.register(Resource::new(format!("r{t}-{i}"), || ())).unwrap();
+                }
+            });
+            let (r, total) = (r.clone(), total.clone());
+            s.spawn(move || {
+                for _ in 0..200 {
+                    let total = total.clone();
+                    let h = r.add_observer(move |_: &closeout::Event<'_>| {
+                        total.fetch_add(1, Ordering::Relaxed);
+                    });
+                    std::thread::yield_now();
+                    drop(h);
+                }
+            });
+        }
+    });
+    let report = r.cleanup_all_blocking();
+    assert_eq!(report.len(), 800);
+    assert!(report.is_success());
+    // Each event reaches at most the four observers alive at once.
+    assert!(total.load(Ordering::Relaxed) <= 4 * (800 + 800 + 2));
+}

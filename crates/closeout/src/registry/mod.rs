@@ -93,7 +93,7 @@ pub struct Registry {
 
 pub(crate) struct Inner {
     state: Mutex<State>,
-    observer: Option<Observer>,
+    observer: Observer,
     max_concurrency: usize,
     deadline: Option<Duration>,
     /// Numbers tracked work asked to be numbered (`Spawn::numbered`, timers): `name#n`. Not
@@ -148,7 +148,7 @@ pub struct RegistryBuilder {
     max_concurrency: Option<usize>,
     default_timeout: Option<Duration>,
     deadline: Option<Duration>,
-    observer: Option<Observer>,
+    observers: Vec<crate::observer::ObserverFn>,
 }
 
 impl RegistryBuilder {
@@ -182,13 +182,15 @@ impl RegistryBuilder {
         self
     }
 
-    /// Called with every lifecycle [`Event`]; see [`crate::Event`].
+    /// Called with every lifecycle [`Event`], for the registry's life; see [`crate::Event`].
+    /// Each call adds one more (they are called in the order they were added); observers can
+    /// also come and go at runtime ([`Registry::add_observer`]).
     #[must_use]
     pub fn observer<F>(mut self, f: F) -> Self
     where
         F: Fn(&Event<'_>) + Send + Sync + 'static,
     {
-        self.observer = Some(Observer::new(std::sync::Arc::new(f)));
+        self.observers.push(std::sync::Arc::new(f));
         self
     }
 
@@ -212,10 +214,14 @@ impl RegistryBuilder {
             check_timeout("deadline", t)?;
         }
         let state = State::new(self.max_resources.unwrap_or(usize::MAX), self.default_timeout);
+        let observer = Observer::new();
+        for f in self.observers {
+            observer.add(f).keep();
+        }
         Ok(Registry {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
-                observer: self.observer,
+                observer,
                 max_concurrency: self.max_concurrency.unwrap_or(usize::MAX),
                 deadline: self.deadline,
                 spawned: std::sync::atomic::AtomicU64::new(0),
@@ -231,7 +237,7 @@ impl fmt::Debug for RegistryBuilder {
             .field("max_concurrency", &self.max_concurrency)
             .field("default_timeout", &self.default_timeout)
             .field("deadline", &self.deadline)
-            .field("observer", &self.observer.is_some())
+            .field("observers", &self.observers.len())
             .finish()
     }
 }
@@ -338,7 +344,10 @@ impl Registry {
     }
 
     fn announce(&self, sids: &[state::SlotId]) {
-        let Some(observer) = self.inner.observer.as_ref() else { return };
+        let observer = &self.inner.observer;
+        if observer.is_empty() {
+            return;
+        }
         let infos: Vec<_> = {
             let st = self.lock();
             sids.iter()
@@ -347,8 +356,36 @@ impl Registry {
                 .collect()
         };
         for (id, category, priority) in &infos {
-            notify(Some(observer), Event::Registered { id, category, priority: *priority });
+            notify(observer, Event::Registered { id, category, priority: *priority });
         }
+    }
+
+    /// Adds an observer of this registry's lifecycle [`Event`]s, until the handle is dropped
+    /// (see [`ObserverHandle`]). Any number can be added; each event goes to the observers
+    /// there were when it happened, in the order they were added, on the registry's observer
+    /// thread (see [`Event`]).
+    ///
+    /// ```
+    /// use closeout::{Event, Registry, Resource};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let registry = Registry::new();
+    /// let (logs, metrics) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    /// let (l, m) = (logs.clone(), metrics.clone());
+    /// let _log = registry.add_observer(move |_: &Event<'_>| { l.fetch_add(1, Ordering::SeqCst); });
+    /// let _metrics = registry.add_observer(move |_: &Event<'_>| { m.fetch_add(1, Ordering::SeqCst); });
+    /// registry.register(Resource::new("a", || ()))?;
+    /// registry.cleanup_all_blocking(); // waits until its events were observed
+    /// assert_eq!(logs.load(Ordering::SeqCst), 4);
+    /// assert_eq!(metrics.load(Ordering::SeqCst), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_observer<F>(&self, f: F) -> crate::ObserverHandle
+    where
+        F: Fn(&Event<'_>) + Send + Sync + 'static,
+    {
+        self.inner.observer.add(Arc::new(f))
     }
 
     /// Adds the edge "`dependent` uses `dependency`" between two registered resources.
@@ -402,7 +439,7 @@ impl Registry {
             st.shrink_if_empty();
             st.rebuild(slot)
         };
-        notify(self.inner.observer.as_ref(), Event::Unregistered { id });
+        notify(&self.inner.observer, Event::Unregistered { id });
         Ok(resource)
     }
 
@@ -429,7 +466,7 @@ impl Registry {
         };
         // Cleanups are dropped here, outside the lock: their destructors are user code.
         for slot in &removed {
-            notify(self.inner.observer.as_ref(), Event::Unregistered { id: &slot.id });
+            notify(&self.inner.observer, Event::Unregistered { id: &slot.id });
         }
         removed.len()
     }

@@ -35,7 +35,7 @@ impl Inner {
             st.shrink_if_empty();
             freed
         };
-        notify(self.observer.as_ref(), Event::Unregistered { id });
+        notify(&self.observer, Event::Unregistered { id });
     }
 }
 

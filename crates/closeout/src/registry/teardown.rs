@@ -249,7 +249,7 @@ impl Run {
     }
 
     async fn drive_in_span(mut self) -> Report {
-        notify(self.inner.observer.as_ref(), Event::TeardownStarted { resources: self.sched.len() });
+        notify(&self.inner.observer, Event::TeardownStarted { resources: self.sched.len() });
         let mut running: Running = FuturesUnordered::new();
         loop {
             if self.inbox_dirty {
@@ -427,7 +427,7 @@ impl Run {
     /// Adds the report entry, tells the observer, and halts on a failure if asked to.
     fn record(&mut self, n: u32, status: Status, (id, category, detail): Freed, end: Duration) {
         let duration = end.saturating_sub(self.node_start[n as usize]);
-        let observer = self.inner.observer.as_ref();
+        let observer = &self.inner.observer;
         if status.is_ok() {
             crate::observer::quietly(|| tracing::trace!(id = &*id, ?duration, "closeout: cleaned"));
             notify(observer, Event::Cleaned { id: &id, duration });
@@ -523,11 +523,11 @@ impl Run {
             joined
         };
         let report = Report { entries, unlisted_ok: 0, duration: self.start.elapsed(), reentrant: false };
-        notify(self.inner.observer.as_ref(), Event::TeardownCompleted { report: &report });
+        notify(&self.inner.observer, Event::TeardownCompleted { report: &report });
         // The caller may read what the observer saw once this returns, but a blocking observer
         // never keeps the run past its deadline.
-        if let Some(observer) = self.inner.observer.as_ref().filter(|_| !std::thread::panicking()) {
-            observer.flush(self.deadline_at);
+        if !std::thread::panicking() {
+            self.inner.observer.flush(self.deadline_at);
         }
         crate::observer::quietly(
             || tracing::debug!(totals = %report.totals(), "closeout: teardown completed"),
