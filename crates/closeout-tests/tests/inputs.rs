@@ -5,7 +5,9 @@
 //!
 //! The list (keep it complete when adding such a function):
 //! - closeout: `Resource::timeout`, `RegistryBuilder::{max_resources, max_concurrency,
-//!   default_timeout, deadline}`, `TeardownOptions::{deadline, max_concurrency}`,
+//!   default_timeout, deadline, category_timeout}`, `TeardownOptions::{deadline,
+//!   max_concurrency, cleanup_timeout}`, `testing::Options::leak_timeout`,
+//!   `LeakCheck::max_heap_growth`,
 //!   `Registry::stale`, `Spawn::grace`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
 //!   `LeakCheck::timeout`, `Registry::watch_stale`, `Tracker::live_older_than`,
 //!   `StopFlag::wait_timeout`, `leak::Mode::Sampled`, `ScopeBuilder::{deadline,
@@ -71,8 +73,12 @@ fn closeout_registry_inputs() {
             }
         }
         // RegistryBuilder::default_timeout and ::deadline: validated at build.
-        for built in [Registry::builder().default_timeout(d).build(), Registry::builder().deadline(d).build()]
-        {
+        // RegistryBuilder::category_timeout too.
+        for built in [
+            Registry::builder().default_timeout(d).build(),
+            Registry::builder().deadline(d).build(),
+            Registry::builder().category_timeout(closeout::Category::Network, d).build(),
+        ] {
             match built {
                 Ok(_) => assert!(!d.is_zero() && d <= MAX_TIMEOUT, "{d:?} accepted"),
                 Err(e) => {
@@ -89,6 +95,19 @@ fn closeout_registry_inputs() {
         });
         assert_eq!(report.len(), 1, "{d:?}: {report}");
         let _ = r.cleanup_all_blocking();
+        assert!(r.is_empty());
+        // TeardownOptions::cleanup_timeout: any value works (zero abandons at once; huge is cut
+        // to MAX_TIMEOUT); an async cleanup that ends at once is ok or timed out, never stuck.
+        r.register(Resource::new_async("quick", async {})).unwrap();
+        r.register(Resource::new("sync", || ())).unwrap();
+        let r2 = r.clone();
+        let report = bounded("TeardownOptions::cleanup_timeout", move || {
+            r2.teardown_blocking(Selection::All, TeardownOptions::new().cleanup_timeout(d))
+        });
+        assert_eq!(report.len(), 2, "{d:?}: {report}");
+        if !d.is_zero() {
+            assert!(report.is_success(), "{d:?}: {report}");
+        }
         assert!(r.is_empty());
         // Registry::stale.
         r.register(Resource::new("c", || ())).unwrap();
@@ -205,6 +224,28 @@ fn closeout_spawned_work_inputs() {
 
 #[test]
 fn closeout_leak_and_hook_inputs() {
+    // testing::Options::leak_timeout: a clean body passes at once, whatever the timeout; a
+    // leaking one fails once a short one passes.
+    for d in DURATIONS {
+        let options = closeout::testing::Options::new().leak_timeout(d);
+        bounded("testing::Options::leak_timeout", move || closeout::testing::run(options, |_| ()));
+        if d <= Duration::from_millis(1) {
+            let options = closeout::testing::Options::new().leak_timeout(d);
+            let failed = bounded("testing::Options::leak_timeout (leaking)", move || {
+                std::panic::catch_unwind(|| {
+                    closeout::testing::run(options, |_| std::mem::forget(closeout::leak::Tracked::new(1u8)))
+                })
+                .is_err()
+            });
+            assert!(failed, "{d:?}");
+        }
+    }
+    // LeakCheck::max_heap_growth: any bound is taken (no counting allocator here: it counts
+    // nothing, so nothing grows).
+    static NOT_GLOBAL: closeout::alloc::Counting = closeout::alloc::Counting::system();
+    for bound in [0, 1, u64::MAX] {
+        LeakCheck::new().tracked_only().max_heap_growth(&NOT_GLOBAL, bound).assert();
+    }
     for d in DURATIONS {
         // LeakCheck::timeout: nothing leaked returns at once, whatever the timeout.
         let tracker = Tracker::new(Mode::Full);

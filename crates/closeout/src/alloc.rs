@@ -250,12 +250,12 @@ pub struct HeapStats {
 /// static HEAP: Counting = Counting::system(); // not the global allocator here: counts nothing
 /// assert_eq!(HEAP.heap_stats().live_bytes, 0);
 /// ```
-pub trait HeapCounter: Send + Sync {
+pub trait HeapCounter: Send + Sync + std::panic::RefUnwindSafe {
     /// The counts now.
     fn heap_stats(&self) -> HeapStats;
 }
 
-impl<A: Send + Sync> HeapCounter for Counting<A> {
+impl<A: Send + Sync + std::panic::RefUnwindSafe> HeapCounter for Counting<A> {
     fn heap_stats(&self) -> HeapStats {
         self.stats()
     }

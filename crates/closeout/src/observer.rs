@@ -125,7 +125,6 @@ struct Observers {
     next_id: AtomicU64,
 }
 
-
 #[derive(Default)]
 struct Progress {
     sent: AtomicU64,

@@ -41,7 +41,8 @@ pub struct Resource {
     pub(crate) id: String,
     pub(crate) cleanup: Cleanup,
     pub(crate) category: Category,
-    pub(crate) priority: Priority,
+    /// `None`: not set, so the registry's default for its category applies (else `Medium`).
+    pub(crate) priority: Option<Priority>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) extra: Option<Box<Extra>>,
 }
@@ -94,14 +95,7 @@ impl Resource {
     }
 
     pub(crate) fn with_cleanup(id: String, cleanup: Cleanup) -> Self {
-        Resource {
-            id,
-            cleanup,
-            category: Category::default(),
-            priority: Priority::default(),
-            timeout: None,
-            extra: None,
-        }
+        Resource { id, cleanup, category: Category::default(), priority: None, timeout: None, extra: None }
     }
 
     pub(crate) fn extra_mut(&mut self) -> &mut Extra {
@@ -145,7 +139,7 @@ impl Resource {
     #[must_use]
     #[inline]
     pub fn priority(mut self, priority: Priority) -> Self {
-        self.priority = priority;
+        self.priority = Some(priority);
         self
     }
 
@@ -250,9 +244,10 @@ impl Resource {
         &self.category
     }
 
-    /// The priority.
+    /// The priority (`Medium` unless set; a registry may give an unset one its category's
+    /// default, [`RegistryBuilder::category_priority`](crate::RegistryBuilder::category_priority)).
     pub fn get_priority(&self) -> Priority {
-        self.priority
+        self.priority.unwrap_or_default()
     }
 
     /// The timeout, if one was set.

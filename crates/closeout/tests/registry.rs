@@ -668,3 +668,62 @@ fn observers_churning_beside_registrations() {
     // Each event reaches at most the four observers alive at once.
     assert!(total.load(Ordering::Relaxed) <= 4 * (800 + 800 + 2));
 }
+
+/// Category defaults: a resource's own priority and timeout win, then its category's, then
+/// the registry's default timeout; the plan and the info show the result.
+#[test]
+fn category_defaults_fill_in_what_a_resource_leaves_unset() {
+    let r = Registry::builder()
+        .default_timeout(Duration::from_secs(9))
+        .category_priority(Category::Network, Priority::Critical)
+        .category_timeout(Category::Network, Duration::from_secs(3))
+        .category_priority(Category::Database, Priority::Low)
+        .build()
+        .unwrap();
+    r.register(Resource::new("api", || ()).category(Category::Network)).unwrap();
+    r.register(Resource::new("db", || ()).category(Category::Database)).unwrap();
+    r.register(
+        Resource::new("edge", || ())
+            .category(Category::Network)
+            .priority(Priority::Low)
+            .timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
+    r.register(Resource::new("file", || ()).category(Category::File)).unwrap();
+    let info = |id: &str| r.info(id).unwrap();
+    assert_eq!(
+        (info("api").priority, info("api").timeout),
+        (Priority::Critical, Some(Duration::from_secs(3)))
+    );
+    assert_eq!((info("db").priority, info("db").timeout), (Priority::Low, Some(Duration::from_secs(9))));
+    assert_eq!((info("edge").priority, info("edge").timeout), (Priority::Low, Some(Duration::from_secs(1))));
+    assert_eq!(
+        (info("file").priority, info("file").timeout),
+        (Priority::Medium, Some(Duration::from_secs(9)))
+    );
+    assert_eq!(r.plan().order()[0], "api");
+    // A bad category timeout is refused by `build`, naming the category.
+    let err = Registry::builder().category_timeout(Category::Network, Duration::ZERO).build().unwrap_err();
+    assert!(err.to_string().contains("network"), "{err}");
+}
+
+/// A per-teardown cleanup timeout replaces each resource's own, for that teardown only.
+#[test]
+fn a_teardown_cleanup_timeout_overrides_the_resources_own() {
+    let r = serial();
+    r.register(
+        Resource::new("patient", || std::thread::sleep(Duration::from_millis(300)))
+            .timeout(Duration::from_secs(60)),
+    )
+    .unwrap();
+    r.register(Resource::new("quick", || ())).unwrap();
+    let started = std::time::Instant::now();
+    let report = r
+        .teardown_blocking(Selection::All, TeardownOptions::new().cleanup_timeout(Duration::from_millis(30)));
+    assert!(
+        matches!(report.get("patient").unwrap().status(), Status::TimedOut(d) if *d == Duration::from_millis(30)),
+        "{report}"
+    );
+    assert!(report.get("quick").unwrap().status().is_ok(), "{report}");
+    assert!(started.elapsed() < Duration::from_millis(250), "did not wait for the resource's own timeout");
+}

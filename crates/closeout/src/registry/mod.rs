@@ -22,6 +22,7 @@ pub use plan::{Phase, Plan, PlanStep};
 pub use select::{Selection, TeardownOptions};
 pub use stats::{ResourceInfo, Stats};
 
+use crate::category::{Category, Priority};
 use crate::error::{BatchError, Error, RegisterError};
 use crate::observer::{Event, Observer, notify};
 use crate::report::Report;
@@ -149,6 +150,7 @@ pub struct RegistryBuilder {
     default_timeout: Option<Duration>,
     deadline: Option<Duration>,
     observers: Vec<crate::observer::ObserverFn>,
+    category_defaults: Vec<state::CategoryDefault>,
 }
 
 impl RegistryBuilder {
@@ -173,6 +175,54 @@ impl RegistryBuilder {
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = Some(timeout);
         self
+    }
+
+    /// The priority of resources of `category` that set none of their own (the seeds'
+    /// per-category table). A resource's own [`priority`](crate::Resource::priority) wins.
+    ///
+    /// ```
+    /// use closeout::{Category, Priority, Registry, Resource};
+    /// use std::time::Duration;
+    /// let registry = Registry::builder()
+    ///     .category_priority(Category::Network, Priority::High)
+    ///     .category_timeout(Category::Database, Duration::from_secs(2))
+    ///     .build()?;
+    /// registry.register(Resource::new("api", || ()).category(Category::Network))?;
+    /// registry.register(Resource::new("db", || ()).category(Category::Database))?;
+    /// registry.register(Resource::new("log", || ()).category(Category::Network).priority(Priority::Low))?;
+    /// assert_eq!(registry.info("api").unwrap().priority, Priority::High);
+    /// assert_eq!(registry.info("db").unwrap().timeout, Some(Duration::from_secs(2)));
+    /// assert_eq!(registry.info("log").unwrap().priority, Priority::Low); // its own wins
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn category_priority(mut self, category: Category, priority: Priority) -> Self {
+        self.category_default(category).priority = Some(priority);
+        self
+    }
+
+    /// The timeout of resources of `category` that set none of their own; it wins over
+    /// [`default_timeout`](RegistryBuilder::default_timeout). Checked by
+    /// [`build`](RegistryBuilder::build) like every timeout.
+    #[must_use]
+    pub fn category_timeout(mut self, category: Category, timeout: Duration) -> Self {
+        self.category_default(category).timeout = Some(timeout);
+        self
+    }
+
+    fn category_default(&mut self, category: Category) -> &mut state::CategoryDefault {
+        let i = match self.category_defaults.iter().position(|d| d.category == category) {
+            Some(i) => i,
+            None => {
+                self.category_defaults.push(state::CategoryDefault {
+                    category,
+                    priority: None,
+                    timeout: None,
+                });
+                self.category_defaults.len() - 1
+            }
+        };
+        &mut self.category_defaults[i]
     }
 
     /// The overall deadline of every teardown (a teardown's options may override it).
@@ -213,7 +263,13 @@ impl RegistryBuilder {
         if let Some(t) = self.deadline {
             check_timeout("deadline", t)?;
         }
-        let state = State::new(self.max_resources.unwrap_or(usize::MAX), self.default_timeout);
+        for d in &self.category_defaults {
+            if let Some(t) = d.timeout {
+                check_timeout(&format!("category_timeout({})", d.category), t)?;
+            }
+        }
+        let mut state = State::new(self.max_resources.unwrap_or(usize::MAX), self.default_timeout);
+        state.category_defaults = self.category_defaults;
         let observer = Observer::new();
         for f in self.observers {
             observer.add(f).keep();
@@ -238,6 +294,7 @@ impl fmt::Debug for RegistryBuilder {
             .field("default_timeout", &self.default_timeout)
             .field("deadline", &self.deadline)
             .field("observers", &self.observers.len())
+            .field("category_defaults", &self.category_defaults)
             .finish()
     }
 }

@@ -75,6 +75,7 @@ pub struct TeardownOptions {
     pub(crate) exclude_categories: Vec<Category>,
     pub(crate) max_concurrency: Option<usize>,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) cleanup_timeout: Option<Duration>,
 }
 
 impl TeardownOptions {
@@ -133,9 +134,37 @@ impl TeardownOptions {
         self
     }
 
+    /// The timeout of every cleanup of this teardown, in place of each resource's own (and of
+    /// the registry's defaults): for a shutdown that must be quick whatever the resources
+    /// asked for. Any value works: zero abandons every cleanup at once (each reported as timed
+    /// out), and a value past [`MAX_TIMEOUT`](crate::MAX_TIMEOUT) is cut to it. As with every
+    /// timeout, a sync cleanup then runs on a helper thread that can be abandoned.
+    ///
+    /// ```
+    /// use closeout::{Registry, Resource, Status, TeardownOptions, Selection};
+    /// use std::time::Duration;
+    /// let registry = Registry::new();
+    /// registry.register(
+    ///     Resource::new_async("slow", async { tokio::time::sleep(Duration::from_secs(60)).await })
+    ///         .timeout(Duration::from_secs(120)),
+    /// )?;
+    /// let quick = TeardownOptions::new().cleanup_timeout(Duration::from_millis(20));
+    /// let report = registry.teardown_blocking(Selection::All, quick);
+    /// assert!(matches!(report.get("slow").unwrap().status(), Status::TimedOut(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn cleanup_timeout(mut self, timeout: Duration) -> Self {
+        self.cleanup_timeout = Some(timeout.min(crate::MAX_TIMEOUT));
+        self
+    }
+
     /// Whether this run also satisfies a call asking for `other` on `other_sel`: only an
     /// unfiltered full teardown covers other requests.
     pub(crate) fn is_unfiltered(&self) -> bool {
-        self.exclude_ids.is_empty() && self.exclude_categories.is_empty() && !self.stop_on_error
+        self.exclude_ids.is_empty()
+            && self.exclude_categories.is_empty()
+            && !self.stop_on_error
+            && self.cleanup_timeout.is_none()
     }
 }

@@ -118,6 +118,9 @@ pub(crate) struct State {
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     pub(crate) categories: Vec<Category>,
+    /// Defaults per category (`RegistryBuilder::category_priority`, `category_timeout`); empty
+    /// for most registries, so a registration reads one length.
+    pub(crate) category_defaults: Vec<CategoryDefault>,
     pub(crate) counters: Counters,
     /// Registered + Running slots.
     pub(crate) len: usize,
@@ -149,7 +152,25 @@ struct Prepared {
     hash: u64,
 }
 
+/// A category's default priority and timeout, for resources that set none of their own.
+#[derive(Clone, Debug)]
+pub(crate) struct CategoryDefault {
+    pub(crate) category: Category,
+    pub(crate) priority: Option<Priority>,
+    pub(crate) timeout: Option<Duration>,
+}
+
 impl State {
+    /// The defaults of the category interned at `index`, if it has any.
+    #[inline]
+    fn category_default(&self, index: u16) -> Option<&CategoryDefault> {
+        if self.category_defaults.is_empty() {
+            return None;
+        }
+        let category = &self.categories[index as usize];
+        self.category_defaults.iter().find(|d| d.category == *category)
+    }
+
     pub(crate) fn new(max_resources: usize, default_timeout: Option<Duration>) -> State {
         let categories: Vec<Category> = Category::BUILTIN.to_vec();
         State {
@@ -164,6 +185,7 @@ impl State {
                 ran: crate::report::Totals::default(),
             },
             categories,
+            category_defaults: Vec::new(),
             len: 0,
             needs_runtime: 0,
             next_seq: 0,
@@ -316,7 +338,10 @@ impl State {
 
     fn insert(&mut self, r: Resource, p: Prepared) -> SlotId {
         let Resource { id, cleanup, priority, timeout, extra, .. } = r;
-        let timeout = timeout.or(self.default_timeout);
+        // The resource's own settings, else its category's defaults, else the registry's.
+        let by_category = self.category_default(p.category);
+        let priority = priority.or(by_category.and_then(|d| d.priority)).unwrap_or_default();
+        let timeout = timeout.or(by_category.and_then(|d| d.timeout)).or(self.default_timeout);
         let needs_runtime = crate::runner::needs_runtime(&cleanup, timeout);
         self.needs_runtime += usize::from(needs_runtime);
         for &(d, _) in &p.deps {

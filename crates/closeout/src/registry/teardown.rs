@@ -69,7 +69,10 @@ fn begin(inner: &Arc<Inner>, sel: &Selection, opts: &TeardownOptions, close: boo
     st.active = Some(Arc::clone(&shared));
     st.run_active = true;
     st.inbox.clear();
-    let mode = if mode == Mode::Blocking && st.needs_runtime == 0 { Mode::Inline } else { mode };
+    // Inline only when no cleanup needs a runtime: a per-teardown timeout gives every sync
+    // cleanup one.
+    let inline = mode == Mode::Blocking && st.needs_runtime == 0 && opts.cleanup_timeout.is_none();
+    let mode = if inline { Mode::Inline } else { mode };
     // Cancel first: a teardown of everything cancels the token before any cleanup runs.
     let token = if *sel == Selection::All { st.cancel.begin() } else { None };
     drop(st);
@@ -332,6 +335,7 @@ impl Run {
                 self.sched.complete(n);
                 continue;
             };
+            let timeout = self.intake.opts.cleanup_timeout.or(timeout);
             self.node_start[n as usize] = self.last_end.take().unwrap_or_else(|| self.start.elapsed());
             let owner = self.inner.owner();
             match (cleanup.into_call(), timeout) {
