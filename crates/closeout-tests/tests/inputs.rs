@@ -8,7 +8,7 @@
 //!   default_timeout, deadline, category_timeout}`, `TeardownOptions::{deadline,
 //!   max_concurrency, cleanup_timeout}`, `testing::Options::leak_timeout`,
 //!   `LeakCheck::max_heap_growth`,
-//!   `Registry::stale`, `Spawn::grace`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
+//!   `Registry::{stale, ages}`, `Spawn::grace`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
 //!   `LeakCheck::timeout`, `Registry::watch_stale`, `Tracker::live_older_than`,
 //!   `StopFlag::wait_timeout`, `leak::Mode::Sampled`, `ScopeBuilder::{deadline,
 //!   action_timeout}`, `Scope::defer_async_within`, `saturating_deadline`;
@@ -112,6 +112,9 @@ fn closeout_registry_inputs() {
         // Registry::stale.
         r.register(Resource::new("c", || ())).unwrap();
         assert_eq!(r.stale(d).len(), usize::from(d.is_zero()), "{d:?}");
+        // Registry::ages.
+        let ages = r.ages(d);
+        assert_eq!((ages.count, ages.stale), (1, usize::from(d.is_zero())), "{d:?}");
     }
     for n in COUNTS {
         let built = Registry::builder().max_resources(n).build();

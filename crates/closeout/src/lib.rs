@@ -226,7 +226,7 @@ pub use error::{BatchError, Error, RegisterError, Rejected};
 pub use local_scope::{LocalHandle, LocalScope};
 pub use observer::{Event, ObserverHandle};
 pub use registry::{
-    Phase, Plan, PlanStep, Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions,
+    Ages, Phase, Plan, PlanStep, Registry, RegistryBuilder, ResourceInfo, Selection, Stats, TeardownOptions,
 };
 pub use report::{CleanupError, Report, ReportEntry, SkipReason, Status, TeardownError, Totals};
 pub use resource::{MAX_TIMEOUT, Resource};

@@ -727,3 +727,95 @@ fn a_teardown_cleanup_timeout_overrides_the_resources_own() {
     assert!(report.get("quick").unwrap().status().is_ok(), "{report}");
     assert!(started.elapsed() < Duration::from_millis(250), "did not wait for the resource's own timeout");
 }
+
+mod selections {
+    //! Selections, combinations included, against a reference model: a teardown of any
+    //! selection removes exactly the resources the model says it matches (no dependencies
+    //! here, so nothing cascades).
+    use closeout::{Category, Registry, Resource, Selection, TeardownOptions};
+    use proptest::prelude::*;
+
+    const CATEGORIES: [Category; 3] = [Category::Network, Category::Database, Category::File];
+    const TAGS: [&str; 3] = ["red", "green", "blue"];
+
+    #[derive(Clone, Debug)]
+    struct Res {
+        id: String,
+        category: usize,
+        tags: Vec<usize>,
+    }
+
+    fn resources() -> impl Strategy<Value = Vec<Res>> {
+        proptest::collection::vec((0..3usize, proptest::collection::vec(0..3usize, 0..3)), 0..12).prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (category, tags))| Res { id: format!("r{i}"), category, tags })
+                .collect()
+        })
+    }
+
+    fn selection() -> impl Strategy<Value = Selection> {
+        let leaf = prop_oneof![
+            Just(Selection::All),
+            (0..12usize).prop_map(|i| Selection::id(format!("r{i}"))),
+            proptest::collection::vec(0..12usize, 0..3)
+                .prop_map(|v| Selection::ids(v.into_iter().map(|i| format!("r{i}")))),
+            (0..3usize).prop_map(|c| Selection::Category(CATEGORIES[c].clone())),
+            proptest::collection::vec(0..3usize, 0..3)
+                .prop_map(|v| Selection::categories(v.into_iter().map(|c| CATEGORIES[c].clone()))),
+            (0..3usize).prop_map(|t| Selection::tag(TAGS[t])),
+            proptest::collection::vec(0..3usize, 0..3).prop_map(|v| Selection::tags(v.into_iter().map(|t| TAGS[t]))),
+        ];
+        leaf.prop_recursive(3, 12, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Selection::any_of),
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Selection::all_of),
+                (inner.clone(), inner).prop_map(|(a, b)| a.except(b)),
+            ]
+        })
+    }
+
+    /// The reference: what `sel` matches, written from the variants' docs.
+    fn model(r: &Res, sel: &Selection) -> bool {
+        match sel {
+            Selection::All => true,
+            Selection::Id(id) => r.id == *id,
+            Selection::Ids(ids) => ids.contains(&r.id),
+            Selection::Category(c) => CATEGORIES[r.category] == *c,
+            Selection::Categories(cs) => cs.contains(&CATEGORIES[r.category]),
+            Selection::Tag(t) => r.tags.iter().any(|&i| TAGS[i] == t),
+            Selection::Tags(ts) => r.tags.iter().any(|&i| ts.iter().any(|t| t == TAGS[i])),
+            Selection::AnyOf(v) => v.iter().any(|s| model(r, s)),
+            Selection::AllOf(v) => v.iter().all(|s| model(r, s)),
+            Selection::Except(a, b) => model(r, a) && !model(r, b),
+            _ => unreachable!("a variant the model does not know"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn a_teardown_removes_exactly_what_the_selection_matches(rs in resources(), sel in selection()) {
+            let registry = Registry::new();
+            for r in &rs {
+                let mut res = Resource::new(r.id.clone(), || ()).category(CATEGORIES[r.category].clone());
+                for &t in &r.tags {
+                    res = res.tag(TAGS[t]);
+                }
+                registry.register(res).unwrap();
+            }
+            let mut expected: Vec<&str> = rs.iter().filter(|r| model(r, &sel)).map(|r| r.id.as_str()).collect();
+            let mut planned = registry.plan_for(&sel, &TeardownOptions::new()).order().into_iter().map(str::to_owned).collect::<Vec<_>>();
+            let report = registry.teardown_blocking(sel.clone(), TeardownOptions::new());
+            let mut torn: Vec<&str> = report.entries().iter().map(|e| e.id()).collect();
+            expected.sort_unstable();
+            torn.sort_unstable();
+            planned.sort_unstable();
+            prop_assert_eq!(&torn, &expected);
+            prop_assert_eq!(planned, expected.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            for r in &rs {
+                prop_assert_eq!(registry.contains(&r.id), !model(r, &sel));
+            }
+        }
+    }
+}

@@ -75,12 +75,18 @@ pub(crate) struct Graph {
 
 fn matches(state: &State, idx: usize, sel: &Selection) -> bool {
     let slot = &state.slots[idx];
+    let category = || &state.categories[slot.category as usize];
     match sel {
         Selection::All => true,
         Selection::Id(id) => &*slot.id == id.as_str(),
         Selection::Ids(ids) => ids.iter().any(|id| &*slot.id == id.as_str()),
-        Selection::Category(c) => &state.categories[slot.category as usize] == c,
+        Selection::Category(c) => category() == c,
+        Selection::Categories(cs) => cs.iter().any(|c| category() == c),
         Selection::Tag(t) => slot.tags().iter().any(|x| x == t),
+        Selection::Tags(ts) => slot.tags().iter().any(|x| ts.contains(x)),
+        Selection::AnyOf(sels) => sels.iter().any(|s| matches(state, idx, s)),
+        Selection::AllOf(sels) => sels.iter().all(|s| matches(state, idx, s)),
+        Selection::Except(base, without) => matches(state, idx, base) && !matches(state, idx, without),
     }
 }
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use plan::{Phase, Plan, PlanStep};
 pub use select::{Selection, TeardownOptions};
-pub use stats::{ResourceInfo, Stats};
+pub use stats::{Ages, ResourceInfo, Stats};
 
 use crate::category::{Category, Priority};
 use crate::error::{BatchError, Error, RegisterError};
@@ -593,6 +593,12 @@ impl Registry {
     pub fn watch_stale(&self, older_than: Duration) {
         let weak: std::sync::Weak<dyn crate::leak::StaleSource> = Arc::downgrade(&self.inner) as _;
         crate::leak::watch(weak, older_than);
+    }
+
+    /// The ages of the resources registered now: average, oldest, and how many are at least
+    /// `stale_after` old (any `Duration`: zero counts all of them). See [`Ages`](crate::Ages).
+    pub fn ages(&self, stale_after: Duration) -> crate::Ages {
+        stats::Ages::of(&self.lock(), stale_after)
     }
 
     /// Resources registered longer ago than `older_than`, oldest first.

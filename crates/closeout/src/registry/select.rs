@@ -13,8 +13,18 @@ use crate::category::Category;
 /// let by_ids = Selection::ids(["a", "b"]);
 /// let by_cat = Selection::Category(Category::Network);
 /// let by_tag = Selection::tag("tenant-7");
-/// # let _ = (by_id, by_ids, by_cat, by_tag, Selection::All);
+/// // Combinations: network or database resources of tenant 7, except the audit log.
+/// let combined = Selection::all_of([
+///     Selection::categories([Category::Network, Category::Database]),
+///     Selection::tag("tenant-7"),
+/// ])
+/// .except(Selection::id("audit-log"));
+/// # let _ = (by_id, by_ids, by_cat, by_tag, combined, Selection::All);
 /// ```
+///
+/// Only [`Selection::All`] is a full teardown (it also takes in what is registered while it
+/// runs, and cancels the registry's token); any other selection, combinations included, tears
+/// down what matches when it starts, plus what depends on that.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Selection {
@@ -27,8 +37,18 @@ pub enum Selection {
     Ids(Vec<String>),
     /// Every resource of a category.
     Category(Category),
+    /// Every resource of any of these categories.
+    Categories(Vec<Category>),
     /// Every resource with a tag.
     Tag(String),
+    /// Every resource with any of these tags.
+    Tags(Vec<String>),
+    /// What any of these selects (a union).
+    AnyOf(Vec<Selection>),
+    /// What all of these select (an intersection; empty: everything).
+    AllOf(Vec<Selection>),
+    /// What the first selects and the second does not.
+    Except(Box<Selection>, Box<Selection>),
 }
 
 impl Selection {
@@ -49,6 +69,36 @@ impl Selection {
     /// One tag.
     pub fn tag(tag: impl Into<String>) -> Self {
         Selection::Tag(tag.into())
+    }
+
+    /// Any of several categories.
+    pub fn categories(categories: impl IntoIterator<Item = Category>) -> Self {
+        Selection::Categories(categories.into_iter().collect())
+    }
+
+    /// Any of several tags.
+    pub fn tags<I, S>(tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Selection::Tags(tags.into_iter().map(Into::into).collect())
+    }
+
+    /// The union of several selections.
+    pub fn any_of(selections: impl IntoIterator<Item = Selection>) -> Self {
+        Selection::AnyOf(selections.into_iter().collect())
+    }
+
+    /// The intersection of several selections.
+    pub fn all_of(selections: impl IntoIterator<Item = Selection>) -> Self {
+        Selection::AllOf(selections.into_iter().collect())
+    }
+
+    /// This selection without what `other` selects.
+    #[must_use]
+    pub fn except(self, other: Selection) -> Self {
+        Selection::Except(Box::new(self), Box::new(other))
     }
 }
 

@@ -65,6 +65,62 @@ impl Stats {
     }
 }
 
+/// How long a registry's resources have been registered: the seeds' "average age, oldest,
+/// how many are stale" ([`Registry::ages`](crate::Registry::ages)). One pass over the
+/// registry, under its lock: for monitoring, not for a hot path.
+///
+/// ```
+/// use closeout::{Registry, Resource};
+/// use std::time::Duration;
+/// let registry = Registry::new();
+/// registry.register(Resource::new("old", || ()))?;
+/// std::thread::sleep(Duration::from_millis(20));
+/// registry.register(Resource::new("new", || ()))?;
+/// let ages = registry.ages(Duration::from_millis(10));
+/// assert_eq!((ages.count, ages.stale), (2, 1));
+/// assert_eq!(ages.oldest.as_ref().unwrap().0, "old");
+/// assert!(ages.average <= ages.oldest.unwrap().1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Ages {
+    /// Resources registered now (being torn down included).
+    pub count: usize,
+    /// Their mean age (zero when there are none).
+    pub average: Duration,
+    /// The oldest: its id and age.
+    pub oldest: Option<(String, Duration)>,
+    /// How many are at least the threshold old.
+    pub stale: usize,
+    /// The threshold `stale` was counted with.
+    pub stale_after: Duration,
+}
+
+impl Ages {
+    pub(crate) fn of(st: &State, stale_after: Duration) -> Ages {
+        let mut ages = Ages { stale_after, ..Ages::default() };
+        let mut total: u128 = 0;
+        let mut oldest: Option<(&Slot, Duration)> = None;
+        for slot in st.slots.iter().filter(|s| s.state != crate::registry::state::SlotState::Vacant) {
+            let age = st.age(slot);
+            ages.count += 1;
+            total += age.as_nanos();
+            ages.stale += usize::from(age >= stale_after);
+            if oldest.is_none_or(|(_, a)| age > a) {
+                oldest = Some((slot, age));
+            }
+        }
+        if ages.count > 0 {
+            let mean = total / ages.count as u128;
+            ages.average = Duration::from_nanos(u64::try_from(mean).unwrap_or(u64::MAX));
+        }
+        ages.oldest = oldest.map(|(s, a)| (s.id.to_string(), a));
+        ages
+    }
+}
+
 /// A description of one registered resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
