@@ -140,6 +140,7 @@
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod adopt;
 pub mod alloc;
 mod cancel;
 mod category;
@@ -168,6 +169,7 @@ mod sync;
 #[cfg(not(loom))]
 pub mod testing;
 
+pub use adopt::{AdoptError, Adopted};
 pub use category::{Category, Priority};
 pub use cleanup::{BoxError, IntoOutcome};
 pub use clock::saturating_deadline;

@@ -746,12 +746,14 @@ mod selections {
     }
 
     fn resources() -> impl Strategy<Value = Vec<Res>> {
-        proptest::collection::vec((0..3usize, proptest::collection::vec(0..3usize, 0..3)), 0..12).prop_map(|v| {
-            v.into_iter()
-                .enumerate()
-                .map(|(i, (category, tags))| Res { id: format!("r{i}"), category, tags })
-                .collect()
-        })
+        proptest::collection::vec((0..3usize, proptest::collection::vec(0..3usize, 0..3)), 0..12).prop_map(
+            |v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, (category, tags))| Res { id: format!("r{i}"), category, tags })
+                    .collect()
+            },
+        )
     }
 
     fn selection() -> impl Strategy<Value = Selection> {
@@ -764,7 +766,8 @@ mod selections {
             proptest::collection::vec(0..3usize, 0..3)
                 .prop_map(|v| Selection::categories(v.into_iter().map(|c| CATEGORIES[c].clone()))),
             (0..3usize).prop_map(|t| Selection::tag(TAGS[t])),
-            proptest::collection::vec(0..3usize, 0..3).prop_map(|v| Selection::tags(v.into_iter().map(|t| TAGS[t]))),
+            proptest::collection::vec(0..3usize, 0..3)
+                .prop_map(|v| Selection::tags(v.into_iter().map(|t| TAGS[t]))),
         ];
         leaf.prop_recursive(3, 12, 3, |inner| {
             prop_oneof![
@@ -818,4 +821,40 @@ mod selections {
             }
         }
     }
+}
+
+/// `adopt`: the value is usable through its guard until the teardown hands it to its
+/// disposer; a disposer's error or panic is reported; `take` gets it back unregistered; a
+/// refusal hands the value back; dropping the guard leaves the value to the teardown.
+#[test]
+fn adopted_values_are_disposed_of_by_the_teardown_or_taken_back() {
+    let r = serial();
+    let disposed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let d = disposed.clone();
+    let pool = r.adopt("pool", vec![1, 2], move |v: Vec<i32>| d.lock().unwrap().push(v.len())).unwrap();
+    pool.with(|v| v.push(3));
+    let dropped_guard = r.adopt("dropped", 7u8, |_| Err::<(), _>(boom("flush failed"))).unwrap();
+    drop(dropped_guard); // still registered: the teardown disposes of it
+    r.adopt("panicky", true, |yes: bool| assert!(!yes, "dispose panicked")).unwrap().keep_registered();
+    let taken = r
+        .adopt("taken", String::from("mine"), |s: String| assert!(s.is_empty(), "taken back, never disposed"))
+        .unwrap();
+    assert_eq!(taken.take().as_deref(), Some("mine"));
+    assert!(!r.contains("taken"));
+    let refused = r.adopt("pool", 42u64, |_| ()).unwrap_err();
+    assert!(matches!(refused.error(), Error::DuplicateId(_)));
+    assert_eq!(refused.into_value(), 42);
+
+    let report = r.cleanup_all_blocking();
+    assert_eq!(*disposed.lock().unwrap(), [3]);
+    assert!(report.get("pool").unwrap().status().is_ok(), "{report}");
+    assert!(
+        matches!(report.get("dropped").unwrap().status(), Status::Failed(e) if e.to_string() == "flush failed")
+    );
+    assert!(
+        matches!(report.get("panicky").unwrap().status(), Status::Panicked(m) if m.contains("dispose panicked"))
+    );
+    assert_eq!(pool.with(|v| v.len()), None, "disposed");
+    assert!(!pool.is_alive());
+    assert_eq!(report.len(), 3);
 }
