@@ -149,6 +149,8 @@ mod cleanup;
 mod clock;
 mod detail;
 mod error;
+#[cfg(not(loom))]
+pub mod global;
 #[cfg(all(feature = "hooks", unix, not(loom)))]
 pub mod hooks;
 #[cfg(all(target_os = "linux", not(loom)))]

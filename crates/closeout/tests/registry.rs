@@ -858,3 +858,25 @@ fn adopted_values_are_disposed_of_by_the_teardown_or_taken_back() {
     assert!(!pool.is_alive());
     assert_eq!(report.len(), 3);
 }
+
+/// The process-wide registry: one instance, free functions over it, usable again after
+/// `cleanup_all`, closed by `shutdown`. In a process of its own (`common::isolated`): it is
+/// process-wide state.
+#[test]
+fn the_global_registry_is_one_registry_for_the_process() {
+    common::isolated("the_global_registry_is_one_registry_for_the_process", || {
+        use closeout::global;
+        let log = Log::new();
+        global::register(Resource::new("a", log.rec("a"))).unwrap();
+        assert!(std::ptr::eq(global::registry(), global::registry()));
+        let refused = global::register(Resource::new("a", || ())).unwrap_err();
+        assert!(matches!(refused.error(), Error::DuplicateId(_)));
+        assert!(global::cleanup_all_blocking().is_success());
+        global::register(Resource::new("b", log.rec("b"))).unwrap();
+        assert!(global::unregister("b").unwrap().is_some());
+        global::register(Resource::new("c", log.rec("c"))).unwrap();
+        assert_eq!(global::shutdown_blocking().len(), 1);
+        assert!(global::register(Resource::new("d", || ())).is_err(), "closed by shutdown");
+        assert_eq!(log.entries(), ["a", "c"]);
+    });
+}
