@@ -8,7 +8,7 @@
 //!   default_timeout, deadline, category_timeout}`, `TeardownOptions::{deadline,
 //!   max_concurrency, cleanup_timeout}`, `testing::Options::leak_timeout`,
 //!   `LeakCheck::max_heap_growth`,
-//!   `Registry::{stale, ages}`, `Spawn::grace`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
+//!   `Registry::{stale, ages}`, `Spawn::{grace, limit}`, `Owner::{set_timeout, set_interval}`, `Hooks::deadline`,
 //!   `LeakCheck::timeout`, `Registry::watch_stale`, `Tracker::live_older_than`,
 //!   `StopFlag::wait_timeout`, `leak::Mode::Sampled`, `ScopeBuilder::{deadline,
 //!   action_timeout}`, `Scope::defer_async_within`, `saturating_deadline`;
@@ -197,6 +197,24 @@ fn closeout_spawned_work_inputs() {
             let report =
                 tokio::time::timeout(Duration::from_secs(20), scope.close_async()).await.expect("bounded");
             assert!(ended_well(&report), "Spawn::grace({d:?}) in a scope: {report}");
+        });
+        // Spawn::limit: a task that finishes at once is never cut short by a limit of 1 ms or
+        // more; any limit, zero and past any clock included, ends in a bounded teardown.
+        rt.block_on(async {
+            let r = Registry::new();
+            let job = r.spawn(Spawn::new("limited").limit(d), |_| async { 5 }).unwrap();
+            match job.await {
+                Ok(v) => assert_eq!(v, 5),
+                Err(e) => {
+                    assert!(e.is_cancelled() && d < Duration::from_millis(1), "Spawn::limit({d:?}): {e}")
+                }
+            }
+            let stuck =
+                r.spawn(Spawn::new("stuck").limit(d).grace(Duration::ZERO), |_| std::future::pending::<()>());
+            drop(stuck);
+            let report =
+                tokio::time::timeout(Duration::from_secs(20), r.cleanup_all()).await.expect("bounded");
+            assert!(report.len() <= 2, "Spawn::limit({d:?}): {report}");
         });
         // Owner::set_timeout and ::set_interval: a zero period is refused at the call.
         rt.block_on(async {

@@ -253,3 +253,39 @@ async fn a_panicking_timer_is_reported_and_clear_removes_a_pending_one() {
     assert!(matches!(report.get("timeout#1").unwrap().status(), Status::Panicked(m) if m == "timer failed"));
     assert_eq!(*report.get("timeout#1").unwrap().category(), closeout::Category::Timer);
 }
+
+/// The watchdog: a task past its limit is cancelled while its owner lives, and the owner's
+/// teardown reports it as `Overran`; a task within its limit is untouched (its output comes
+/// through and its entry goes); both owners, both runtime flavors.
+#[test]
+fn a_task_past_its_limit_is_cancelled_and_reported() {
+    for flavor in ["current_thread", "multi_thread"] {
+        let rt = match flavor {
+            "current_thread" => tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+            _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(),
+        };
+        rt.block_on(async {
+            let registry = Registry::new();
+            let scope = Scope::new();
+            let stuck = |_t| async { tokio::time::sleep(Duration::from_secs(60)).await };
+            let limited = |name: &str| Spawn::new(name.to_owned()).limit(Duration::from_millis(30));
+            let r_stuck = registry.spawn(limited("r-stuck"), stuck).unwrap();
+            let s_stuck = scope.spawn(limited("s-stuck"), stuck).unwrap();
+            let r_quick = registry.spawn(limited("r-quick"), |_t| async { 7 }).unwrap();
+            let s_quick = scope.spawn(limited("s-quick"), |_t| async { 8 }).unwrap();
+            assert_eq!(r_quick.await.unwrap(), 7);
+            assert_eq!(s_quick.await.unwrap(), 8);
+            let started = std::time::Instant::now();
+            assert!(r_stuck.await.unwrap_err().is_cancelled(), "{flavor}");
+            assert!(s_stuck.await.unwrap_err().is_cancelled(), "{flavor}");
+            assert!(started.elapsed() < Duration::from_secs(5), "cancelled at the limit, not at the end");
+            // The finished ones left; the cancelled ones stay for the report.
+            assert!(!registry.contains("r-quick") && registry.contains("r-stuck"));
+            let report = registry.shutdown().await;
+            let overran = |status: &Status| matches!(status, Status::Failed(e) if e.get_ref().is::<closeout::owner::Overran>());
+            assert!(overran(report.get("r-stuck").unwrap().status()), "{report}");
+            let report = scope.close_async().await;
+            assert!(overran(report.get("s-stuck").unwrap().status()), "{report}");
+        });
+    }
+}

@@ -214,6 +214,8 @@ fn work_token(core: Core<'_>) -> (CancellationToken, Option<CancellationToken>) 
 pub(crate) enum Ended {
     Finished,
     Panicked(String),
+    /// Cancelled by its watchdog after running this long.
+    Overran(Duration),
 }
 
 /// What a piece of work and its cleanup share: the hand-off that lets whichever ends first —
@@ -294,6 +296,11 @@ impl WorkCell {
         self.lock().ended.take()
     }
 
+    /// The task's abort handle, if it was started (a copy: the cleanup keeps its own).
+    pub(crate) fn abort_handle(&self) -> Option<tokio::task::AbortHandle> {
+        self.lock().abort.clone()
+    }
+
     /// Whether the work has ended (and nobody took the record yet).
     pub(crate) fn has_ended(&self) -> bool {
         self.lock().ended.is_some()
@@ -372,5 +379,6 @@ fn report(how: Ended) -> Outcome {
         // Re-raised for the runner, which catches it and reports `Panicked` with this message.
         // `resume_unwind` does not run the panic hook a second time.
         Ended::Panicked(msg) => std::panic::resume_unwind(Box::new(msg)),
+        Ended::Overran(limit) => Err(Box::new(crate::owner::Overran { limit })),
     }
 }

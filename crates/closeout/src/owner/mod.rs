@@ -47,7 +47,7 @@ use cell::Core;
 
 pub use error::{SpawnError, SpawnFailure};
 pub use spawn::{DEFAULT_GRACE, Spawn};
-pub use task::Aborted;
+pub use task::{Aborted, Overran};
 pub use thread::{Abandoned, JoinError, StopFlag, ThreadHandle};
 pub use timer::TimerHandle;
 

@@ -31,6 +31,8 @@ pub struct Spawn {
     pub(crate) depends_on: Vec<String>,
     /// In a registry: registered as `name#n` rather than `name`.
     pub(crate) numbered: bool,
+    /// A task's watchdog: cancelled when it runs longer ([`Spawn::limit`]).
+    pub(crate) limit: Option<Duration>,
 }
 
 impl Spawn {
@@ -54,7 +56,13 @@ impl Spawn {
     /// # Ok(()) }
     /// ```
     pub fn new(name: impl Into<Cow<'static, str>>) -> Spawn {
-        Spawn { name: name.into(), grace: DEFAULT_GRACE, depends_on: Vec::new(), numbered: false }
+        Spawn {
+            name: name.into(),
+            grace: DEFAULT_GRACE,
+            depends_on: Vec::new(),
+            numbered: false,
+            limit: None,
+        }
     }
 
     /// Work registered in a [`Registry`](crate::Registry) as `name#n`, `n` counting the registry's spawns from 1:
@@ -83,6 +91,34 @@ impl Spawn {
     /// once.
     pub fn grace(mut self, grace: Duration) -> Spawn {
         self.grace = grace;
+        self
+    }
+
+    /// A watchdog for a task: when it has run for `limit` while its owner is alive, it is
+    /// cancelled (aborted: its `JoinHandle` says cancelled), a warning is logged at once, and
+    /// its entry stays so the owner's next teardown reports it as failed with
+    /// [`Overran`](crate::owner::Overran). Any `Duration` is taken (zero cancels it at its first
+    /// turn; one past what the clock holds never fires). Threads and blocking jobs cannot be
+    /// stopped from outside, so `spawn_thread` and `spawn_blocking` ignore it.
+    ///
+    /// ```
+    /// use closeout::{Registry, Status};
+    /// use closeout::owner::{Overran, Owner, Spawn};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = Registry::new();
+    /// let job = registry.spawn(Spawn::new("report-job").limit(Duration::from_millis(20)), |_token| async {
+    ///     tokio::time::sleep(Duration::from_secs(60)).await // stuck
+    /// })?;
+    /// assert!(job.await.unwrap_err().is_cancelled());
+    /// let report = registry.shutdown().await;
+    /// let Status::Failed(err) = report.get("report-job").unwrap().status() else { panic!() };
+    /// assert!(err.get_ref().is::<Overran>());
+    /// # Ok(()) }
+    /// ```
+    pub fn limit(mut self, limit: Duration) -> Spawn {
+        self.limit = Some(limit);
         self
     }
 

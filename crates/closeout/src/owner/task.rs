@@ -17,6 +17,19 @@ use crate::owner::error::{SpawnError, SpawnFailure};
 use crate::owner::spawn::Spawn;
 use crate::runner::panic_text;
 
+/// The error a tracked task is reported with when its watchdog ([`Spawn::limit`]) cancelled it.
+///
+/// ```
+/// let err = closeout::owner::Overran { limit: std::time::Duration::from_secs(5) };
+/// assert_eq!(err.to_string(), "ran past its 5s limit and was cancelled by its watchdog");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("ran past its {limit:?} limit and was cancelled by its watchdog")]
+pub struct Overran {
+    /// The limit it was given.
+    pub limit: Duration,
+}
+
 /// The error a tracked task is reported with when it did not finish within its grace period
 /// and was aborted.
 ///
@@ -65,8 +78,20 @@ where
     let watch = token.clone();
     let fut = f(token);
     let task_cell = std::sync::Arc::clone(&tracked.cell);
+    let (limit, name) = (spawn.limit, spawn.name.clone());
     let handle = rt.spawn(async move {
-        match AssertUnwindSafe(fut).catch_unwind().await {
+        let run = AssertUnwindSafe(fut).catch_unwind();
+        let result = match limit {
+            None => run.await,
+            Some(limit) => {
+                let until = crate::clock::saturating_deadline(std::time::Instant::now(), limit);
+                match tokio::time::timeout_at(until.into(), run).await {
+                    Ok(result) => result,
+                    Err(_) => return overran(&task_cell, limit, &name).await,
+                }
+            }
+        };
+        match result {
             Ok(out) => {
                 task_cell.ended(Ended::Finished, watch.is_cancelled());
                 out
@@ -80,4 +105,20 @@ where
     });
     tracked.started(Some(handle.abort_handle()));
     Ok(handle)
+}
+
+/// The watchdog fired: records it (the entry stays, for the teardown's report), logs it, and
+/// cancels this task through its own abort handle, which takes effect at its next turn. The
+/// handle is set right after the spawn returns; until then, this waits a turn at a time.
+async fn overran<T>(cell: &cell::WorkCell, limit: Duration, name: &str) -> T {
+    crate::observer::quietly(|| {
+        tracing::warn!(task = name, ?limit, "closeout: task ran past its limit; cancelling it");
+    });
+    cell.ended(Ended::Overran(limit), true);
+    loop {
+        if let Some(abort) = cell.abort_handle() {
+            abort.abort();
+        }
+        tokio::task::yield_now().await;
+    }
 }
