@@ -35,12 +35,16 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+mod port;
 #[cfg(feature = "ws")]
 mod reconnect;
 mod server;
 #[cfg(feature = "ws")]
 mod ws;
 
+pub use port::{
+    PortTimeout, wait_until_accepting, wait_until_accepting_blocking, wait_until_free, wait_until_free_blocking,
+};
 #[cfg(feature = "ws")]
 pub use reconnect::{Backoff, Health, Reconnecting};
 pub use server::{DEFAULT_GRACE, DrainReport, Forced, ServerHandle, TcpServer};

@@ -14,7 +14,7 @@
 //!   action_timeout}`, `Scope::defer_async_within`, `saturating_deadline`;
 //! - closeout-process: `TreeOptions::grace`;
 //! - closeout-fs: `FileLock::{exclusive, shared, exclusive_in}`;
-//! - closeout-net: `Backoff::new`, `Backoff::delay`, `WsOptions::{heartbeat, timeout,
+//! - closeout-net: `wait_until_{accepting, free}{,_blocking}`, `Backoff::new`, `Backoff::delay`, `WsOptions::{heartbeat, timeout,
 //!   close_timeout}`, `TcpServer::grace`.
 
 use std::sync::mpsc;
@@ -351,6 +351,21 @@ fn closeout_fs_inputs() {
 
 #[test]
 fn closeout_net_inputs() {
+    // Port waits: any timeout returns within it (plus one attempt); nothing listens on `closed`.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    for d in DURATIONS.into_iter().filter(|d| *d <= Duration::from_millis(1)) {
+        assert!(bounded("wait_until_accepting_blocking", move || closeout_net::wait_until_accepting_blocking(closed, d)).is_err());
+        bounded("wait_until_free_blocking", move || closeout_net::wait_until_free_blocking(closed, d)).unwrap();
+        let rt = runtime();
+        rt.block_on(async {
+            assert!(closeout_net::wait_until_accepting(closed, d).await.is_err());
+            closeout_net::wait_until_free(closed, d).await.unwrap();
+        });
+    }
+    // Long timeouts (up to past any clock) return at once when the state is already reached.
+    for d in DURATIONS {
+        bounded("wait_until_free_blocking", move || closeout_net::wait_until_free_blocking(closed, d)).unwrap();
+    }
     use closeout_net::{Backoff, Message, TcpServer, WsConn, WsOptions};
     for a in DURATIONS {
         for b in DURATIONS {
