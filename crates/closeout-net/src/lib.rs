@@ -43,7 +43,8 @@ mod server;
 mod ws;
 
 pub use port::{
-    PortTimeout, wait_until_accepting, wait_until_accepting_blocking, wait_until_free, wait_until_free_blocking,
+    PortTimeout, wait_until_accepting, wait_until_accepting_blocking, wait_until_free,
+    wait_until_free_blocking,
 };
 #[cfg(feature = "ws")]
 pub use reconnect::{Backoff, Health, Reconnecting};

@@ -47,7 +47,9 @@ pub async fn wait_until_accepting(addr: SocketAddr, timeout: Duration) -> Result
     let mut waiter = Waiter::new(addr, ACCEPTING, timeout);
     loop {
         let left = waiter.left();
-        let attempt = tokio::time::timeout(left.max(Duration::from_millis(1)), tokio::net::TcpStream::connect(addr)).await;
+        let attempt =
+            tokio::time::timeout(left.max(Duration::from_millis(1)), tokio::net::TcpStream::connect(addr))
+                .await;
         match attempt {
             Ok(Ok(_stream)) => return Ok(()),
             Ok(Err(e)) => waiter.last = e.to_string(),

@@ -4,7 +4,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use closeout_net::{wait_until_accepting, wait_until_accepting_blocking, wait_until_free, wait_until_free_blocking};
+use closeout_net::{
+    wait_until_accepting, wait_until_accepting_blocking, wait_until_free, wait_until_free_blocking,
+};
 
 /// A port nothing listens on now (bound, then released).
 fn released_port() -> SocketAddr {

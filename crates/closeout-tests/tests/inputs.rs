@@ -354,8 +354,14 @@ fn closeout_net_inputs() {
     // Port waits: any timeout returns within it (plus one attempt); nothing listens on `closed`.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     for d in DURATIONS.into_iter().filter(|d| *d <= Duration::from_millis(1)) {
-        assert!(bounded("wait_until_accepting_blocking", move || closeout_net::wait_until_accepting_blocking(closed, d)).is_err());
-        bounded("wait_until_free_blocking", move || closeout_net::wait_until_free_blocking(closed, d)).unwrap();
+        assert!(
+            bounded("wait_until_accepting_blocking", move || closeout_net::wait_until_accepting_blocking(
+                closed, d
+            ))
+            .is_err()
+        );
+        bounded("wait_until_free_blocking", move || closeout_net::wait_until_free_blocking(closed, d))
+            .unwrap();
         let rt = runtime();
         rt.block_on(async {
             assert!(closeout_net::wait_until_accepting(closed, d).await.is_err());
@@ -364,7 +370,8 @@ fn closeout_net_inputs() {
     }
     // Long timeouts (up to past any clock) return at once when the state is already reached.
     for d in DURATIONS {
-        bounded("wait_until_free_blocking", move || closeout_net::wait_until_free_blocking(closed, d)).unwrap();
+        bounded("wait_until_free_blocking", move || closeout_net::wait_until_free_blocking(closed, d))
+            .unwrap();
     }
     use closeout_net::{Backoff, Message, TcpServer, WsConn, WsOptions};
     for a in DURATIONS {

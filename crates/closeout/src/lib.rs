@@ -130,6 +130,7 @@
 //!
 //! - `hooks` (default, Unix): the [`hooks`] module (`signal-hook`).
 //! - `serde`: `Serialize` for [`Report`], [`Plan`] and [`Stats`].
+//! - `metrics`: counters, histograms and gauges through the `metrics` facade ([`metrics`]).
 //! - `macros`: the [`#[closeout::test]`](test) attribute ([`testing`] works without it).
 //! - `full`: everything.
 
@@ -158,6 +159,8 @@ pub mod last_action;
 #[cfg(not(loom))]
 pub mod leak;
 mod local_scope;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod observer;
 mod outcomes;
 #[cfg(not(loom))]

@@ -187,8 +187,15 @@ pub(crate) async fn run(owner: usize, call: Call, timeout: Option<Duration>) -> 
 /// and an abandoned cleanup must never hold the process up.
 async fn run_on_thread(owner: usize, f: Box<dyn SyncCall>, limit: Duration) -> Status {
     let (tx, rx) = tokio::sync::oneshot::channel();
+    // The cleanup's span (if any) and the subscriber in effect here go with it to the helper
+    // thread, so what it logs lands where the teardown's own lines do.
+    let span = tracing::Span::current();
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let spawned = std::thread::Builder::new().name("closeout-cleanup".into()).spawn(move || {
-        let _ = tx.send(run_inline(owner, f));
+        tracing::dispatcher::with_default(&dispatch, || {
+            let _entered = span.enter();
+            let _ = tx.send(run_inline(owner, f));
+        });
     });
     if let Err(e) = spawned {
         return Status::Failed(CleanupError::new(Box::new(e)));

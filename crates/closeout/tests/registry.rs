@@ -880,3 +880,62 @@ fn the_global_registry_is_one_registry_for_the_process() {
         assert_eq!(log.entries(), ["a", "c"]);
     });
 }
+
+/// Each cleanup runs in a `closeout.cleanup` span with its id and category, so what it logs
+/// carries them: sync inline, sync with a timeout (a helper thread) and async; checked with a
+/// real `tracing-subscriber` formatter writing into a buffer.
+#[test]
+fn a_cleanups_own_log_lines_carry_its_id_and_category() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let r = serial();
+    r.register(Resource::new("db", || tracing::info!("closing the pool")).category(Category::Database))
+        .unwrap();
+    r.register(
+        Resource::new_async("ws", async { tracing::info!("sending close frames") })
+            .category(Category::Network),
+    )
+    .unwrap();
+    r.register(
+        Resource::new("file", || tracing::info!("fsync on a helper thread"))
+            .category(Category::File)
+            .timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let report = rt.block_on(r.cleanup_all());
+    assert!(report.is_success(), "{report}");
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("closeout.cleanup{id=db category=database}") && text.contains("closing the pool"),
+        "{text}"
+    );
+    assert!(
+        text.contains("closeout.cleanup{id=ws category=network}") && text.contains("sending close frames"),
+        "{text}"
+    );
+    assert!(
+        text.contains("closeout.cleanup{id=file category=file}") && text.contains("fsync on a helper thread"),
+        "{text}"
+    );
+    let line = text.lines().find(|l| l.contains("closing the pool")).unwrap();
+    assert!(line.contains("id=db"), "the cleanup's own line carries its id: {line}");
+}

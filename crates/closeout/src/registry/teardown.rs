@@ -164,6 +164,10 @@ struct Run {
     /// When the last inline cleanup ended: the next inline one starts then, which saves a
     /// clock read per resource on the sync path.
     last_end: Option<Duration>,
+    /// Whether each cleanup runs in a span of its own (`closeout.cleanup`, INFO, with its id
+    /// and category): read once per run, so with no subscriber interested a cleanup pays
+    /// nothing for it.
+    spans: bool,
     /// An inline success whose slot is freed with the next claim (see `finish_deferred`).
     deferred: Option<(u32, Duration)>,
     inbox_dirty: bool,
@@ -208,6 +212,7 @@ impl Run {
             deadline_at: deadline.and_then(|d| start.checked_add(d)),
             halt: None,
             last_end: None,
+            spans: tracing::span_enabled!(tracing::Level::INFO),
             deferred: None,
             inbox_dirty: false,
             intake: Intake {
@@ -322,14 +327,18 @@ impl Run {
                 let popped = if self.halt.is_some() {
                     None
                 } else {
-                    self.sched.pop().map(|n| (n, st.claim(self.sched.node(n).sid)))
+                    self.sched.pop().map(|n| {
+                        let sid = self.sched.node(n).sid;
+                        let span = if self.spans { cleanup_span(&st, sid) } else { None };
+                        (n, st.claim(sid), span)
+                    })
                 };
                 (popped, freed)
             };
             if let Some((m, end, freed)) = freed {
                 self.record(m, Status::Ok, freed, end);
             }
-            let Some((n, claimed)) = popped else { return };
+            let Some((n, claimed, span)) = popped else { return };
             let Some((cleanup, timeout)) = claimed else {
                 // Unregistered or cleared since the run began: nothing to run or report.
                 self.sched.complete(n);
@@ -341,7 +350,9 @@ impl Run {
             match (cleanup.into_call(), timeout) {
                 // Sync without a timeout: run it here, now.
                 (Call::Sync(f), None) => {
+                    let entered = span.as_ref().map(tracing::Span::enter);
                     let status = runner::run_inline(owner, f);
+                    drop(entered);
                     let end = self.start.elapsed();
                     if status.is_ok() {
                         self.finish_deferred(n, end);
@@ -351,8 +362,12 @@ impl Run {
                     self.last_end = Some(end);
                 }
                 (call, timeout) if self.mode == Mode::Inline => {
-                    let status = runner::block_on(runner::run(owner, call, timeout))
-                        .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
+                    let run = runner::run(owner, call, timeout);
+                    let status = match span {
+                        Some(span) => runner::block_on(tracing::Instrument::instrument(run, span)),
+                        None => runner::block_on(run),
+                    }
+                    .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
                     self.finish(n, status);
                 }
                 // Polled once here first: a cleanup that is done at once (a no-op, a task that
@@ -360,8 +375,14 @@ impl Run {
                 // polled again by `running` with its own waker (a future wakes only the waker of
                 // its latest poll), so this poll's waker, the run's, at most wakes it once more.
                 (call, timeout) => {
-                    let mut fut: Pin<Box<dyn std::future::Future<Output = (u32, Status)> + Send>> =
-                        Box::pin(async move { (n, runner::run(owner, call, timeout).await) });
+                    let run = runner::run(owner, call, timeout);
+                    let mut fut: Pin<Box<dyn std::future::Future<Output = (u32, Status)> + Send>> = match span
+                    {
+                        Some(span) => {
+                            Box::pin(async move { (n, tracing::Instrument::instrument(run, span).await) })
+                        }
+                        None => Box::pin(async move { (n, run.await) }),
+                    };
                     match fut.as_mut().poll(cx) {
                         std::task::Poll::Ready((n, status)) => self.finish(n, status),
                         std::task::Poll::Pending => running.push(fut),
@@ -574,6 +595,14 @@ fn absorb(sched: &mut Schedule, node_start: &mut Vec<Duration>, intake: &mut Int
 }
 
 /// Frees a finished node's slot and counts the outcome; returns its id and category.
+/// The span a cleanup runs in: `closeout.cleanup` at INFO with its id and category, so what
+/// the cleanup itself logs carries them.
+fn cleanup_span(st: &State, sid: SlotId) -> Option<tracing::Span> {
+    let slot = st.slot(sid)?;
+    let category = &st.categories[slot.category as usize];
+    Some(tracing::info_span!("closeout.cleanup", id = %slot.id, category = %category))
+}
+
 /// What a freed slot leaves for its report entry: id, category, and the detail its cleanup set.
 type Freed = (String, Category, Option<String>);
 
@@ -624,6 +653,7 @@ impl Run {
             deadline_at: None,
             halt: None,
             last_end: None,
+            spans: tracing::span_enabled!(tracing::Level::INFO),
             deferred: None,
             inbox_dirty: false,
             intake: Intake { full: false, opts: TeardownOptions::default(), budget: 0, limit: 0 },
