@@ -9,8 +9,11 @@ use closeout::{Category, Registry, Resource, Selection, TeardownOptions};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
 
-/// Every metric now: (kind, name, labels) -> value.
-fn read(snapshotter: &Snapshotter) -> Vec<(MetricKind, String, Vec<(String, String)>, DebugValue)> {
+/// One metric: its kind, name, labels and value.
+type Metric = (MetricKind, String, Vec<(String, String)>, DebugValue);
+
+/// Every metric now.
+fn read(snapshotter: &Snapshotter) -> Vec<Metric> {
     snapshotter
         .snapshot()
         .into_vec()
@@ -23,11 +26,7 @@ fn read(snapshotter: &Snapshotter) -> Vec<(MetricKind, String, Vec<(String, Stri
         .collect()
 }
 
-fn counter(
-    all: &[(MetricKind, String, Vec<(String, String)>, DebugValue)],
-    name: &str,
-    category: &str,
-) -> u64 {
+fn counter(all: &[Metric], name: &str, category: &str) -> u64 {
     all.iter()
         .filter(|(k, n, l, _)| *k == MetricKind::Counter && n == name && l.iter().any(|(_, v)| v == category))
         .map(|(_, _, _, v)| match v {
@@ -37,14 +36,14 @@ fn counter(
         .sum()
 }
 
-fn gauge(all: &[(MetricKind, String, Vec<(String, String)>, DebugValue)], name: &str) -> Option<f64> {
+fn gauge(all: &[Metric], name: &str) -> Option<f64> {
     all.iter().find(|(k, n, _, _)| *k == MetricKind::Gauge && n == name).and_then(|(_, _, _, v)| match v {
         DebugValue::Gauge(g) => Some(g.into_inner()),
         _ => None,
     })
 }
 
-fn histogram_len(all: &[(MetricKind, String, Vec<(String, String)>, DebugValue)], name: &str) -> usize {
+fn histogram_len(all: &[Metric], name: &str) -> usize {
     all.iter()
         .filter(|(k, n, _, _)| *k == MetricKind::Histogram && n == name)
         .map(|(_, _, _, v)| match v {

@@ -884,8 +884,17 @@ fn the_global_registry_is_one_registry_for_the_process() {
 /// Each cleanup runs in a `closeout.cleanup` span with its id and category, so what it logs
 /// carries them: sync inline, sync with a timeout (a helper thread) and async; checked with a
 /// real `tracing-subscriber` formatter writing into a buffer.
+///
+/// In a process of its own (`common::isolated`): `tracing` caches each callsite's interest
+/// process-wide, and a test thread with no subscriber that reaches a callsite first can leave
+/// it cached as uninteresting for this test's thread-local subscriber (a real program sets a
+/// global one).
 #[test]
 fn a_cleanups_own_log_lines_carry_its_id_and_category() {
+    common::isolated("a_cleanups_own_log_lines_carry_its_id_and_category", log_lines_body);
+}
+
+fn log_lines_body() {
     use std::io::Write;
     #[derive(Clone, Default)]
     struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
