@@ -35,6 +35,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "http")]
+mod http;
 mod port;
 #[cfg(feature = "ws")]
 mod reconnect;
@@ -42,6 +44,8 @@ mod server;
 #[cfg(feature = "ws")]
 mod ws;
 
+#[cfg(feature = "http")]
+pub use http::{CutRequests, DEFAULT_HTTP_GRACE, HttpDrainReport, HttpListener, HttpServer, serve_http};
 pub use port::{
     PortTimeout, wait_until_accepting, wait_until_accepting_blocking, wait_until_free,
     wait_until_free_blocking,

@@ -14,7 +14,7 @@
 //!   action_timeout}`, `Scope::defer_async_within`, `saturating_deadline`;
 //! - closeout-process: `TreeOptions::grace`;
 //! - closeout-fs: `FileLock::{exclusive, shared, exclusive_in}`;
-//! - closeout-net: `wait_until_{accepting, free}{,_blocking}`, `Backoff::new`, `Backoff::delay`, `WsOptions::{heartbeat, timeout,
+//! - closeout-net: `HttpListener::grace`, `wait_until_{accepting, free}{,_blocking}`, `Backoff::new`, `Backoff::delay`, `WsOptions::{heartbeat, timeout,
 //!   close_timeout}`, `TcpServer::grace`.
 
 use std::sync::mpsc;
@@ -351,6 +351,19 @@ fn closeout_fs_inputs() {
 
 #[test]
 fn closeout_net_inputs() {
+    // HttpListener::grace: any grace works; an idle server drains at once whatever it is.
+    for d in DURATIONS {
+        let rt = runtime();
+        let report = rt.block_on(async {
+            let server = closeout_net::HttpServer::bind("127.0.0.1:0")
+                .await
+                .unwrap()
+                .grace(d)
+                .serve(axum_like_service());
+            tokio::time::timeout(Duration::from_secs(20), server.shutdown()).await.expect("bounded")
+        });
+        assert_eq!((report.drained, report.cut), (0, 0), "HttpListener::grace({d:?})");
+    }
     // Port waits: any timeout returns within it (plus one attempt); nothing listens on `closed`.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     for d in DURATIONS.into_iter().filter(|d| *d <= Duration::from_millis(1)) {
@@ -505,4 +518,32 @@ fn closeout_process_wait_and_signal_inputs() {
     }
     assert!(tree.is_running(), "nothing was sent");
     tree.stop();
+}
+
+/// A hyper-compatible tower service answering every request with an empty 200 (what an axum
+/// `Router` is, without axum).
+fn axum_like_service() -> impl tower_service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<http_body_util::Empty<hyper::body::Bytes>>,
+    Error = std::convert::Infallible,
+    Future = std::future::Ready<
+        Result<hyper::Response<http_body_util::Empty<hyper::body::Bytes>>, std::convert::Infallible>,
+    >,
+> + Clone
++ Send
++ 'static {
+    #[derive(Clone)]
+    struct Ok200;
+    impl tower_service::Service<hyper::Request<hyper::body::Incoming>> for Ok200 {
+        type Response = hyper::Response<http_body_util::Empty<hyper::body::Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+            std::future::ready(Ok(hyper::Response::new(http_body_util::Empty::new())))
+        }
+    }
+    Ok200
 }

@@ -1,7 +1,9 @@
 //! A real HTTP server (axum) that shuts down gracefully on SIGTERM or Ctrl-C:
 //!
-//! 1. the first signal cancels the registry's token: the server stops accepting at once;
-//! 2. requests in flight are drained, within the server task's grace period (5 s);
+//! 1. the first signal starts the teardown: the server (`closeout_net::HttpServer`, one call
+//!    for an axum app) stops accepting at once;
+//! 2. requests in flight are drained within its grace period (5 s), and the report says how
+//!    many drained and how many were cut;
 //! 3. the connection pool the handlers use is closed only after the server has stopped, and the
 //!    backend the pool talks to only after the pool (dependency order);
 //! 4. the report is printed and the process ends as killed by the signal.
@@ -23,6 +25,7 @@ use axum::routing::get;
 use closeout::hooks::Hooks;
 use closeout::owner::{Owner, Spawn};
 use closeout::{Category, Registry, Resource};
+use closeout_net::HttpServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -95,18 +98,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let app = Router::new().route("/", get(hello)).route("/slow", get(slow)).with_state(pool);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    println!("listening on {}", listener.local_addr()?);
+    // Serves until the teardown, then stops accepting and drains what is in flight.
+    let server = HttpServer::bind("127.0.0.1:0").await?.grace(Duration::from_secs(5)).serve(app);
+    registry.register(server.resource("http").depends_on(["pool"]))?;
+    println!("listening on {}", server.local_addr());
     std::io::stdout().flush()?;
-    registry.spawn(
-        Spawn::new("http").grace(Duration::from_secs(5)).depends_on(["pool"]),
-        |token| async move {
-            // Stops accepting when the token is cancelled, then drains requests in flight.
-            let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
-            eprintln!("http: drained");
-            served
-        },
-    )?;
 
     let _hooks = Hooks::new(registry.clone()).deadline(Duration::from_secs(15)).install()?;
     // Serve until a signal: the hooks tear everything down and end the process.

@@ -442,7 +442,7 @@ impl Registry {
     where
         F: Fn(&Event<'_>) + Send + Sync + 'static,
     {
-        self.inner.observer.add(Arc::new(f))
+        self.inner.observer.add(std::sync::Arc::new(f))
     }
 
     /// Adds the edge "`dependent` uses `dependency`" between two registered resources.
