@@ -522,28 +522,19 @@ fn closeout_process_wait_and_signal_inputs() {
 
 /// A hyper-compatible tower service answering every request with an empty 200 (what an axum
 /// `Router` is, without axum).
-fn axum_like_service() -> impl tower_service::Service<
-    hyper::Request<hyper::body::Incoming>,
-    Response = hyper::Response<http_body_util::Empty<hyper::body::Bytes>>,
-    Error = std::convert::Infallible,
-    Future = std::future::Ready<
-        Result<hyper::Response<http_body_util::Empty<hyper::body::Bytes>>, std::convert::Infallible>,
-    >,
-> + Clone
-+ Send
-+ 'static {
-    #[derive(Clone)]
-    struct Ok200;
-    impl tower_service::Service<hyper::Request<hyper::body::Incoming>> for Ok200 {
-        type Response = hyper::Response<http_body_util::Empty<hyper::body::Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, _: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-            std::future::ready(Ok(hyper::Response::new(http_body_util::Empty::new())))
-        }
+#[derive(Clone)]
+struct Ok200;
+
+type Empty200 = hyper::Response<http_body_util::Empty<hyper::body::Bytes>>;
+
+impl tower_service::Service<hyper::Request<hyper::body::Incoming>> for Ok200 {
+    type Response = Empty200;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Empty200, std::convert::Infallible>>;
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
     }
-    Ok200
+    fn call(&mut self, _: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        std::future::ready(Ok(hyper::Response::new(http_body_util::Empty::new())))
+    }
 }
