@@ -355,11 +355,7 @@ fn closeout_net_inputs() {
     for d in DURATIONS {
         let rt = runtime();
         let report = rt.block_on(async {
-            let server = closeout_net::HttpServer::bind("127.0.0.1:0")
-                .await
-                .unwrap()
-                .grace(d)
-                .serve(axum_like_service());
+            let server = closeout_net::HttpServer::bind("127.0.0.1:0").await.unwrap().grace(d).serve(Ok200);
             tokio::time::timeout(Duration::from_secs(20), server.shutdown()).await.expect("bounded")
         });
         assert_eq!((report.drained, report.cut), (0, 0), "HttpListener::grace({d:?})");
