@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The grace period of an [`HttpServer`] unless [`HttpServer::grace`] says otherwise.
+/// The grace period of an [`HttpServer`] unless [`HttpListener::grace`] says otherwise.
 pub const DEFAULT_HTTP_GRACE: Duration = Duration::from_secs(10);
 
 /// What one drain of an [`HttpServer`] did.
@@ -74,7 +74,12 @@ pub struct CutRequests {
     pub report: HttpDrainReport,
 }
 
-/// A running HTTP server; see the [module](self) docs. Clones are handles to the same server.
+/// A running HTTP/1.1 server (feature `http`): an axum `Router`, or any tower service of hyper
+/// requests, served until a teardown, then drained — it stops accepting, lets in-flight
+/// requests finish within its grace period, closes idle keep-alive connections, cuts what is
+/// left, and says how many requests drained and how many were cut. It replaces the
+/// `axum::serve(..).with_graceful_shutdown(..)` glue, which waits without a bound and reports
+/// nothing. Clones are handles to the same server.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -170,7 +175,7 @@ impl HttpServer {
         self.shared.counts.in_flight.load(Ordering::SeqCst)
     }
 
-    /// Stops accepting, drains, and reports (see the [module](self) docs). Concurrent and
+    /// Stops accepting, drains, and reports (see [`HttpServer`]). Concurrent and
     /// later calls wait for the same drain and get the same report.
     pub async fn shutdown(&self) -> HttpDrainReport {
         self.shared.token.cancel();

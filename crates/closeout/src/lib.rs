@@ -15,7 +15,13 @@
 //! - SIGINT, SIGTERM, a panic or the end of `main` must run the teardown exactly once, and a
 //!   stuck cleanup must never keep the process alive: [`hooks`];
 //! - you want to see what leaked, and fail a test that leaks objects, threads, file
-//!   descriptors, child processes or tokio tasks: [`leak`].
+//!   descriptors, child processes or tokio tasks: [`leak`]; or let
+//!   `#[closeout::test]` (feature `macros`, or [`testing`] by hand) give each
+//!   test a registry, tear it down and check, and [`alloc::Counting`] bound its heap growth;
+//! - a value's release is a function of it, not its `Drop`: [`Registry::adopt`];
+//! - the program wants one registry without passing it around: [`global`];
+//! - an exporter should see what was registered, cleaned, failed and how long it took:
+//!   `metrics` (feature `metrics`), plus a `closeout.cleanup` tracing span per cleanup.
 //!
 //! # Scope: a stack of cleanups
 //!
@@ -130,7 +136,7 @@
 //!
 //! - `hooks` (default, Unix): the [`hooks`] module (`signal-hook`).
 //! - `serde`: `Serialize` for [`Report`], [`Plan`] and [`Stats`].
-//! - `metrics`: counters, histograms and gauges through the `metrics` facade ([`metrics`]).
+//! - `metrics`: counters, histograms and gauges through the `metrics` facade (`closeout::metrics`).
 //! - `macros`: the [`#[closeout::test]`](test) attribute ([`testing`] works without it).
 //! - `full`: everything.
 

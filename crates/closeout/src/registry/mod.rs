@@ -418,7 +418,7 @@ impl Registry {
     }
 
     /// Adds an observer of this registry's lifecycle [`Event`]s, until the handle is dropped
-    /// (see [`ObserverHandle`]). Any number can be added; each event goes to the observers
+    /// (see [`ObserverHandle`](crate::ObserverHandle)). Any number can be added; each event goes to the observers
     /// there were when it happened, in the order they were added, on the registry's observer
     /// thread (see [`Event`]).
     ///
