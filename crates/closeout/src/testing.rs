@@ -1,6 +1,6 @@
 //! Test fixtures: a fresh [`Registry`] per test, torn down after the body — also when it
 //! panics — and a leak check; the test fails with the report of a failed teardown or with the
-//! leak report. [`#[closeout::test]`](crate::test) (feature `macros`) writes the call for you;
+//! leak report. `#[closeout::test]` (feature `macros`) writes the call for you;
 //! [`run`] and [`run_async`] are what it calls, usable by hand too.
 //!
 //! ```
@@ -169,7 +169,7 @@ impl<E: std::fmt::Debug> TestOutcome for Result<(), E> {
     }
 }
 
-/// What the argument of a [`#[closeout::test]`](crate::test) function may be: the test's
+/// What the argument of a `#[closeout::test]` function may be: the test's
 /// registry, borrowed or as a handle of its own.
 #[diagnostic::on_unimplemented(
     message = "a closeout test's argument is its registry (`&Registry` or `Registry`), not `{Self}`"
