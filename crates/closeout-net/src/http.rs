@@ -74,6 +74,55 @@ pub struct CutRequests {
     pub report: HttpDrainReport,
 }
 
+/// What an [`HttpServer`] serves: a tower service of hyper requests answering with `B`
+/// bodies, cloned per connection — an axum `Router` is one. Implemented for every such
+/// service.
+///
+/// ```
+/// fn servable<S: closeout_net::HttpService<B>, B: closeout_net::HttpBody>(_: &S) {}
+/// servable(&axum::Router::new());
+/// ```
+pub trait HttpService<B>:
+    tower_service::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: tower_service::Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body an [`HttpServer`] can send: any `http_body::Body` whose chunks and errors
+/// cross threads. Implemented for every such body.
+///
+/// ```
+/// fn sendable<B: closeout_net::HttpBody>() {}
+/// sendable::<axum::body::Body>();
+/// ```
+pub trait HttpBody:
+    http_body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> HttpBody for B where
+    B: http_body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
 /// A running HTTP/1.1 server (feature `http`): an axum `Router`, or any tower service of hyper
 /// requests, served until a teardown, then drained — it stops accepting, lets in-flight
 /// requests finish within its grace period, closes idle keep-alive connections, cuts what is
@@ -241,14 +290,8 @@ impl HttpListener {
     /// Outside a tokio runtime, as `tokio::spawn` does.
     pub fn serve<S, B>(self, service: S) -> HttpServer
     where
-        S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         let addr = self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let token = CancellationToken::new();
@@ -280,14 +323,8 @@ async fn accept_loop<S, B>(
     grace: Duration,
 ) -> HttpDrainReport
 where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let mut connections = JoinSet::new();
     loop {
@@ -375,14 +412,8 @@ pub async fn serve_http<S, B>(
     service: S,
 ) -> Result<HttpServer, closeout::RegisterError>
 where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let server = listener.serve(service);
     match registry.register(server.resource(id)) {

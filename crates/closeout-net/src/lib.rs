@@ -45,7 +45,10 @@ mod server;
 mod ws;
 
 #[cfg(feature = "http")]
-pub use http::{CutRequests, DEFAULT_HTTP_GRACE, HttpDrainReport, HttpListener, HttpServer, serve_http};
+pub use http::{
+    CutRequests, DEFAULT_HTTP_GRACE, HttpBody, HttpDrainReport, HttpListener, HttpServer, HttpService,
+    serve_http,
+};
 pub use port::{
     PortTimeout, wait_until_accepting, wait_until_accepting_blocking, wait_until_free,
     wait_until_free_blocking,
