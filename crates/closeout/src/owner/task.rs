@@ -78,20 +78,8 @@ where
     let watch = token.clone();
     let fut = f(token);
     let task_cell = std::sync::Arc::clone(&tracked.cell);
-    let (limit, name) = (spawn.limit, spawn.name.clone());
-    let handle = rt.spawn(async move {
-        let run = AssertUnwindSafe(fut).catch_unwind();
-        let result = match limit {
-            None => run.await,
-            Some(limit) => {
-                let until = crate::clock::saturating_deadline(std::time::Instant::now(), limit);
-                match tokio::time::timeout_at(until.into(), run).await {
-                    Ok(result) => result,
-                    Err(_) => return overran(&task_cell, limit, &name).await,
-                }
-            }
-        };
-        match result {
+    let work = async move {
+        match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(out) => {
                 task_cell.ended(Ended::Finished, watch.is_cancelled());
                 out
@@ -102,7 +90,21 @@ where
                 resume_unwind(payload)
             }
         }
-    });
+    };
+    // Only a task with a watchdog carries its timer: the others keep the smaller future.
+    let handle = match spawn.limit {
+        None => rt.spawn(work),
+        Some(limit) => {
+            let (cell, name) = (std::sync::Arc::clone(&tracked.cell), spawn.name.clone());
+            rt.spawn(async move {
+                let until = crate::clock::saturating_deadline(std::time::Instant::now(), limit);
+                match tokio::time::timeout_at(until.into(), work).await {
+                    Ok(out) => out,
+                    Err(_) => overran(&cell, limit, &name).await,
+                }
+            })
+        }
+    };
     tracked.started(Some(handle.abort_handle()));
     Ok(handle)
 }

@@ -327,18 +327,14 @@ impl Run {
                 let popped = if self.halt.is_some() {
                     None
                 } else {
-                    self.sched.pop().map(|n| {
-                        let sid = self.sched.node(n).sid;
-                        let span = if self.spans { cleanup_span(&st, sid) } else { None };
-                        (n, st.claim(sid), span)
-                    })
+                    self.sched.pop().map(|n| (n, st.claim(self.sched.node(n).sid)))
                 };
                 (popped, freed)
             };
             if let Some((m, end, freed)) = freed {
                 self.record(m, Status::Ok, freed, end);
             }
-            let Some((n, claimed, span)) = popped else { return };
+            let Some((n, claimed)) = popped else { return };
             let Some((cleanup, timeout)) = claimed else {
                 // Unregistered or cleared since the run began: nothing to run or report.
                 self.sched.complete(n);
@@ -350,9 +346,12 @@ impl Run {
             match (cleanup.into_call(), timeout) {
                 // Sync without a timeout: run it here, now.
                 (Call::Sync(f), None) => {
-                    let entered = span.as_ref().map(tracing::Span::enter);
-                    let status = runner::run_inline(owner, f);
-                    drop(entered);
+                    // The span only while a subscriber wants it: the common case pays a branch.
+                    let status = if self.spans {
+                        self.in_span(n, || runner::run_inline(owner, f))
+                    } else {
+                        runner::run_inline(owner, f)
+                    };
                     let end = self.start.elapsed();
                     if status.is_ok() {
                         self.finish_deferred(n, end);
@@ -363,6 +362,7 @@ impl Run {
                 }
                 (call, timeout) if self.mode == Mode::Inline => {
                     let run = runner::run(owner, call, timeout);
+                    let span = if self.spans { self.cleanup_span(n) } else { None };
                     let status = match span {
                         Some(span) => runner::block_on(tracing::Instrument::instrument(run, span)),
                         None => runner::block_on(run),
@@ -376,6 +376,7 @@ impl Run {
                 // its latest poll), so this poll's waker, the run's, at most wakes it once more.
                 (call, timeout) => {
                     let run = runner::run(owner, call, timeout);
+                    let span = if self.spans { self.cleanup_span(n) } else { None };
                     let mut fut: Pin<Box<dyn std::future::Future<Output = (u32, Status)> + Send>> = match span
                     {
                         Some(span) => {
@@ -449,6 +450,25 @@ impl Run {
         }
     }
 
+    /// The span node `n`'s cleanup runs in: `closeout.cleanup` at INFO with its id and
+    /// category, so what the cleanup itself logs carries them. (The slot is `Running`: still
+    /// there, under its id.)
+    #[cold]
+    fn cleanup_span(&self, n: u32) -> Option<tracing::Span> {
+        let st = self.inner.lock();
+        let slot = st.slot(self.sched.node(n).sid)?;
+        let category = &st.categories[slot.category as usize];
+        Some(tracing::info_span!("closeout.cleanup", id = %slot.id, category = %category))
+    }
+
+    /// Runs `f` in node `n`'s span.
+    #[cold]
+    fn in_span<T>(&self, n: u32, f: impl FnOnce() -> T) -> T {
+        let span = self.cleanup_span(n);
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        f()
+    }
+
     /// Adds the report entry, tells the observer, and halts on a failure if asked to.
     fn record(&mut self, n: u32, status: Status, (id, category, detail): Freed, end: Duration) {
         let duration = end.saturating_sub(self.node_start[n as usize]);
@@ -475,7 +495,7 @@ impl Run {
             cascaded: node.cascaded,
             start: self.node_start[n as usize].into(),
             duration: duration.into(),
-            detail: detail.map(String::into_boxed_str),
+            detail,
         });
     }
 
@@ -594,24 +614,19 @@ fn absorb(sched: &mut Schedule, node_start: &mut Vec<Duration>, intake: &mut Int
     false
 }
 
-/// Frees a finished node's slot and counts the outcome; returns its id and category.
-/// The span a cleanup runs in: `closeout.cleanup` at INFO with its id and category, so what
-/// the cleanup itself logs carries them.
-fn cleanup_span(st: &State, sid: SlotId) -> Option<tracing::Span> {
-    let slot = st.slot(sid)?;
-    let category = &st.categories[slot.category as usize];
-    Some(tracing::info_span!("closeout.cleanup", id = %slot.id, category = %category))
-}
+/// What a freed slot leaves for its report entry: id, category, and the detail its cleanup set
+/// (boxed: one pointer to move around, and most resources have none).
+#[allow(clippy::box_collection)]
+type Freed = (String, Category, Option<Box<String>>);
 
-/// What a freed slot leaves for its report entry: id, category, and the detail its cleanup set.
-type Freed = (String, Category, Option<String>);
-
+/// Frees a finished node's slot and counts the outcome; returns what its entry needs.
 fn free_slot(st: &mut State, sid: SlotId, status: &Status) -> Freed {
     let slot = st.free(sid.0);
     st.counters.ran.add(status);
     // The detail's own lock is taken under the state lock, never the other way round (a
     // cleanup sets its detail without any registry lock).
-    let detail = slot.extra.as_ref().and_then(|e| e.detail.as_ref()).and_then(crate::Detail::take);
+    let detail =
+        slot.extra.as_ref().and_then(|e| e.detail.as_ref()).and_then(crate::Detail::take).map(Box::new);
     (slot.id, st.categories[slot.category as usize].clone(), detail)
 }
 
