@@ -331,7 +331,16 @@ where
         tokio::select! {
             () = token.cancelled() => break,
             accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // Out of fds and the like: back off briefly rather than spin (as
+                        // `TcpServer` does).
+                        tracing::warn!(error = %e, "closeout-net: HTTP accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
                 let service = TowerToHyperService::new(service.clone());
                 let counts = Arc::clone(&counts);
                 let token = token.clone();

@@ -260,3 +260,9 @@ impl<A: Send + Sync + std::panic::RefUnwindSafe> HeapCounter for Counting<A> {
         self.stats()
     }
 }
+
+impl fmt::Debug for dyn HeapCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.heap_stats(), f)
+    }
+}

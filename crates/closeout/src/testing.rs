@@ -83,12 +83,6 @@ pub enum Flavor {
     MultiThread(Option<NonZeroUsize>),
 }
 
-impl std::fmt::Debug for dyn HeapCounter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&self.heap_stats(), f)
-    }
-}
-
 impl Default for Options {
     fn default() -> Options {
         Options::new()
