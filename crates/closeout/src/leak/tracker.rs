@@ -396,14 +396,15 @@ impl Handle {
         }
     }
 
-    /// The table this handle records into now: for `Current`, the thread's entered tracker.
-    fn resolve(&self) -> Handle {
+    /// The table this handle records into now: for `Current`, the entered tracker's while
+    /// this thread has one. A plain reference (every table is `'static`): no reference count
+    /// is touched, so a separate tracker's `Full` path pays nothing for routing.
+    fn table(&self) -> &'static Inner {
         match self {
             Handle::Current if GLOBAL.level.load(Ordering::Relaxed) & ROUTE != 0 => {
-                ROUTED.with(|r| r.borrow().as_ref().map_or(Handle::Global, |t| t.0.clone()))
+                ROUTED.with(|r| r.borrow().as_ref().map_or(&GLOBAL, |t| t.0.table()))
             }
-            Handle::Current => Handle::Global,
-            other => other.clone(),
+            other => other.inner(),
         }
     }
 }
@@ -517,8 +518,10 @@ impl Tracker {
                 GLOBAL.level.fetch_or(ROUTE, Ordering::Relaxed);
             }
         }
+        // `Current` is entered as whatever it stands for now (not as itself: that would
+        // route to itself).
         let this = match &self.0 {
-            Handle::Current => Tracker(self.0.resolve()),
+            Handle::Current => ROUTED.with(|r| r.borrow().clone()).unwrap_or_else(Tracker::global),
             _ => self.clone(),
         };
         let previous = ROUTED.with(|r| r.borrow_mut().replace(this));
@@ -527,21 +530,21 @@ impl Tracker {
 
     /// Changes the mode; objects already tracked stay tracked.
     pub fn set_mode(&self, mode: Mode) {
-        let handle = self.0.resolve();
-        if matches!(handle, Handle::Global) {
+        let table = self.0.table();
+        if std::ptr::eq(table, &GLOBAL) {
             // Whatever the environment says is overridden from now on.
             GLOBAL_INIT.call_once(|| ());
         }
-        handle.inner().set_mode(mode);
+        table.set_mode(mode);
     }
 
     /// The current mode.
     pub fn mode(&self) -> Mode {
-        let handle = self.0.resolve();
-        if matches!(handle, Handle::Global) {
+        let table = self.0.table();
+        if std::ptr::eq(table, &GLOBAL) {
             init_global();
         }
-        handle.inner().mode()
+        table.mode()
     }
 
     /// Tracks one object of `kind` until the token is dropped.
@@ -567,8 +570,7 @@ impl Tracker {
 
     #[inline(never)]
     fn token_slow(&self, kind: &'static str, name: Option<Cow<'static, str>>) -> LeakToken {
-        let handle = self.0.resolve();
-        let inner = handle.inner();
+        let inner = self.0.table();
         match inner.admit() {
             None => LeakToken { table: None, key: 0 },
             Some(backtrace) => {
@@ -593,8 +595,7 @@ impl Tracker {
     /// assert!(tracker.live().is_empty());
     /// ```
     pub fn track_arc<T: Send + Sync + 'static>(&self, arc: &Arc<T>, kind: &'static str) {
-        let handle = self.0.resolve();
-        let inner = handle.inner();
+        let inner = self.0.table();
         let Some(backtrace) = inner.admit() else { return };
         let key = inner.insert(kind, None, backtrace);
         let (shard, idx, _) = unkey(key);
@@ -611,8 +612,7 @@ impl Tracker {
         age: Duration,
         backtrace: Option<Arc<Backtrace>>,
     ) {
-        let handle = self.0.resolve();
-        let inner = handle.inner();
+        let inner = self.0.table();
         if inner.admit().is_none() {
             return;
         }
@@ -622,8 +622,7 @@ impl Tracker {
     /// How many objects are tracked now (`Arc`s whose value is gone included until the next
     /// [`live`](Tracker::live)).
     pub fn len(&self) -> usize {
-        let handle = self.0.resolve();
-        let inner = handle.inner();
+        let inner = self.0.table();
         (0..SHARDS).map(|i| inner.shard(i).len).sum()
     }
 
@@ -634,8 +633,7 @@ impl Tracker {
 
     /// Every live tracked object, oldest first.
     pub fn live(&self) -> Vec<LeakRecord> {
-        let handle = self.0.resolve();
-        let inner = handle.inner();
+        let inner = self.0.table();
         let now = clock::now();
         let mut out = Vec::new();
         for i in 0..SHARDS {
@@ -659,7 +657,7 @@ impl Tracker {
             }
             drop(gone);
         }
-        if matches!(handle, Handle::Global)
+        if std::ptr::eq(inner, &GLOBAL)
             && let Some(source) = GLOBAL_SOURCE.get()
         {
             out.extend(source());
@@ -698,7 +696,7 @@ impl Tracker {
 
     /// Forgets every record (tokens still alive become inert) and returns how many there were.
     pub fn clear(&self) -> usize {
-        clear_table(self.0.resolve().inner())
+        clear_table(self.0.table())
     }
 }
 
