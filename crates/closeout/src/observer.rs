@@ -125,6 +125,15 @@ struct Observers {
     next_id: AtomicU64,
 }
 
+impl Observers {
+    /// Replaces the list with what `next` makes of it, and its length with the new one's.
+    fn replace(&self, next: impl FnOnce(&[(u64, ObserverFn)]) -> Vec<(u64, ObserverFn)>) {
+        let mut list = crate::sync::lock_std(&self.list);
+        *list = Arc::from(next(&list));
+        self.len.store(list.len(), Ordering::SeqCst);
+    }
+}
+
 #[derive(Default)]
 struct Progress {
     sent: AtomicU64,
@@ -178,11 +187,7 @@ impl Observer {
     /// Adds `f`; it sees every event sent from now until its handle removes it.
     pub(crate) fn add(&self, f: ObserverFn) -> ObserverHandle {
         let id = self.observers.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut list = crate::sync::lock_std(&self.observers.list);
-        let mut next: Vec<_> = list.iter().cloned().collect();
-        next.push((id, f));
-        *list = Arc::from(next);
-        self.observers.len.store(list.len(), Ordering::SeqCst);
+        self.observers.replace(|list| list.iter().cloned().chain([(id, f)]).collect());
         ObserverHandle { observers: Some(Arc::downgrade(&self.observers)), id }
     }
 
@@ -333,9 +338,6 @@ impl std::fmt::Debug for ObserverHandle {
 impl Drop for ObserverHandle {
     fn drop(&mut self) {
         let Some(observers) = self.observers.take().and_then(|w| w.upgrade()) else { return };
-        let mut list = crate::sync::lock_std(&observers.list);
-        let next: Vec<_> = list.iter().filter(|(id, _)| *id != self.id).cloned().collect();
-        *list = Arc::from(next);
-        observers.len.store(list.len(), Ordering::SeqCst);
+        observers.replace(|list| list.iter().filter(|(id, _)| *id != self.id).cloned().collect());
     }
 }

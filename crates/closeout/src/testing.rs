@@ -210,34 +210,29 @@ impl Fixture {
     /// teardown's report printed beside it when it failed too), then the body's error, then
     /// the teardown, then the leaks.
     fn judge(self, body: std::thread::Result<Result<(), String>>, report: Report, tasks_left: usize) {
-        let Fixture { tracker, check } = self;
+        let Fixture { tracker, mut check } = self;
         let failed_teardown =
             (!report.is_success()).then(|| format!("the test's teardown failed:\n{report}"));
+        // A test that already failed is not checked for leaks too.
+        if (!matches!(body, Ok(Ok(()))) || failed_teardown.is_some())
+            && let Some(check) = check.take()
+        {
+            check.dismiss();
+        }
         match body {
             Err(panic) => {
-                if let Some(check) = check {
-                    check.dismiss();
-                }
                 if let Some(failed) = failed_teardown {
                     eprintln!("closeout: {failed}");
                 }
                 resume_unwind(panic);
             }
-            Ok(Err(error)) => {
-                if let Some(check) = check {
-                    check.dismiss();
-                }
-                match failed_teardown {
-                    Some(failed) => panic!("the test returned an error: {error}\nand {failed}"),
-                    None => panic!("the test returned an error: {error}"),
-                }
-            }
+            Ok(Err(error)) => match failed_teardown {
+                Some(failed) => panic!("the test returned an error: {error}\nand {failed}"),
+                None => panic!("the test returned an error: {error}"),
+            },
             Ok(Ok(())) => {}
         }
         if let Some(failed) = failed_teardown {
-            if let Some(check) = check {
-                check.dismiss();
-            }
             panic!("closeout: {failed}");
         }
         if let Some(mut check) = check

@@ -361,13 +361,8 @@ impl Run {
                     self.last_end = Some(end);
                 }
                 (call, timeout) if self.mode == Mode::Inline => {
-                    let run = runner::run(owner, call, timeout);
-                    let span = if self.spans { self.cleanup_span(n) } else { None };
-                    let status = match span {
-                        Some(span) => runner::block_on(tracing::Instrument::instrument(run, span)),
-                        None => runner::block_on(run),
-                    }
-                    .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
+                    let status = runner::block_on(self.instrumented(n, runner::run(owner, call, timeout)))
+                        .unwrap_or_else(|e| Status::Failed(CleanupError::new(Box::new(e))));
                     self.finish(n, status);
                 }
                 // Polled once here first: a cleanup that is done at once (a no-op, a task that
@@ -375,15 +370,9 @@ impl Run {
                 // polled again by `running` with its own waker (a future wakes only the waker of
                 // its latest poll), so this poll's waker, the run's, at most wakes it once more.
                 (call, timeout) => {
-                    let run = runner::run(owner, call, timeout);
-                    let span = if self.spans { self.cleanup_span(n) } else { None };
-                    let mut fut: Pin<Box<dyn std::future::Future<Output = (u32, Status)> + Send>> = match span
-                    {
-                        Some(span) => {
-                            Box::pin(async move { (n, tracing::Instrument::instrument(run, span).await) })
-                        }
-                        None => Box::pin(async move { (n, run.await) }),
-                    };
+                    let run = self.instrumented(n, runner::run(owner, call, timeout));
+                    let mut fut: Pin<Box<dyn std::future::Future<Output = (u32, Status)> + Send>> =
+                        Box::pin(async move { (n, run.await) });
                     match fut.as_mut().poll(cx) {
                         std::task::Poll::Ready((n, status)) => self.finish(n, status),
                         std::task::Poll::Pending => running.push(fut),
@@ -459,6 +448,19 @@ impl Run {
         let slot = st.slot(self.sched.node(n).sid)?;
         let category = &st.categories[slot.category as usize];
         Some(tracing::info_span!("closeout.cleanup", id = %slot.id, category = %category))
+    }
+
+    /// `fut` in node `n`'s span while a subscriber wants spans, else as it is.
+    fn instrumented<F: std::future::Future>(
+        &self,
+        n: u32,
+        fut: F,
+    ) -> futures_util::future::Either<tracing::instrument::Instrumented<F>, F> {
+        use futures_util::future::Either;
+        match if self.spans { self.cleanup_span(n) } else { None } {
+            Some(span) => Either::Left(tracing::Instrument::instrument(fut, span)),
+            None => Either::Right(fut),
+        }
     }
 
     /// Runs `f` in node `n`'s span.
